@@ -1,0 +1,2 @@
+"""reidkit: person re-identification with vision transformers."""
+__version__ = "0.1.0"

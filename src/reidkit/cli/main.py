@@ -1,0 +1,42 @@
+"""``reidkit <verb>``: a thin command line over the Python API.
+
+Each command group lives in its own module next to this one and exposes ``register(app)``.
+"""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="reidkit",
+    help="Person re-identification with vision transformers: synth, datasets, pretrain, cfs, "
+         "train, adapt, extract, eval, index, search, serve, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# One module per command group, in pipeline order. Each defines ``register(app: typer.Typer)``.
+COMMAND_MODULES = [
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"reidkit.cli.{_name}").register(app)
+
+
+@app.callback()
+def main() -> None:
+    """reidkit: person re-identification with vision transformers."""
+
+
+@app.command()
+def version() -> None:
+    """Print the reidkit version."""
+    from reidkit import __version__
+
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()
