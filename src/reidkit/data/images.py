@@ -1,0 +1,136 @@
+"""Robust image loading: any file a user throws at us becomes an RGB ``PIL.Image`` or a clear error.
+
+Real ReID folders are messy: grey crops, RGBA PNGs from annotation tools, CMYK JPEGs from print
+pipelines, 16-bit TIFFs from thermal or industrial cameras, palette GIFs with a transparent colour,
+phone photos rotated by an EXIF tag, half-copied (truncated) JPEGs and text files named ``.jpg``.
+``load_rgb`` turns every decodable one into an 8-bit RGB image and raises ``ImageError`` (naming the
+path and the problem) for the rest; it never pads a truncated file silently.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from reidkit.data.records import DatasetError
+
+# Extensions treated as images when scanning folders (lower case). Anything else is skipped and counted.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif",
+                              ".ppm", ".pgm", ".pbm", ".pnm", ".jfif"})
+
+# Background for transparent pixels: mid-grey, which is ~0 after the recipes' 0.5/0.5 normalisation,
+# so a transparent border carries no colour signal.
+NEUTRAL_BACKGROUND = (128, 128, 128)
+
+
+class ImageError(DatasetError):
+    """An image file that cannot be decoded (missing, corrupt, truncated, not an image)."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True when the file name has an image extension (case-insensitive). Does not open the file."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode ``path`` fully and return an 8-bit RGB image, EXIF orientation applied.
+
+    Mode handling: grey / 1-bit / YCbCr / CMYK convert directly; RGBA, LA, PA and palette images with
+    a transparent colour are composited on ``NEUTRAL_BACKGROUND``; 16-bit and 32-bit integer and float
+    images are scaled to 0..255 by their bit depth (not stretched per image, so brightness is kept).
+    Multi-frame files (GIF, TIFF) give their first frame.
+
+    Raises ``ImageError`` naming the path and the problem.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            # Pillow reports some damage only as a warning (e.g. corrupt EXIF); keep the image.
+            warnings.simplefilter("ignore")
+            img = Image.open(f)
+            img.load()  # force the full decode inside the try: truncation shows up here
+            if ImageFile.LOAD_TRUNCATED_IMAGES and img.format == "JPEG":
+                # Another library switched Pillow to pad truncated files silently; check the end marker.
+                _check_jpeg_end(f, path)
+            if img.getexif().get(0x0112, 1) != 1:  # orientation tag; skip the copy when upright
+                img = ImageOps.exif_transpose(img)
+            return _to_rgb(img, path)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (no known image format; wrong extension or "
+                         f"damaged header, {_size(path)})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refused, too many pixels ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
+        problem = str(e) or type(e).__name__
+        if "truncated" in problem.lower() or isinstance(e, EOFError):
+            problem = f"truncated or incomplete image data ({problem}, {_size(path)})"
+        else:
+            problem = f"corrupt image ({problem})"
+        raise ImageError(f"{path}: {problem}") from None
+
+
+def _to_rgb(img: Image.Image, path: str) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, NEUTRAL_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_high_depth_to_uint8(np.asarray(img), mode)).convert("RGB")
+    try:
+        return img.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageError(f"{path}: unsupported image mode {mode!r} ({e})") from None
+
+
+def _high_depth_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a 16/32-bit integer or float array to uint8 by its nominal range."""
+    a = a.astype(np.float64)
+    if a.size == 0:
+        return a.astype(np.uint8)
+    lo, hi = float(a.min()), float(a.max())
+    if mode.startswith("I;16"):
+        scale, offset = 255.0 / 65535.0, 0.0
+    elif mode == "F" and lo >= 0.0 and hi <= 1.0:
+        scale, offset = 255.0, 0.0          # float images in [0, 1]
+    elif lo >= 0.0 and hi <= 255.0:
+        scale, offset = 1.0, 0.0            # 8-bit data stored in a wide mode
+    elif lo >= 0.0 and hi <= 65535.0:
+        scale, offset = 255.0 / 65535.0, 0.0  # 16-bit data (Pillow opens 16-bit PNGs as "I")
+    else:
+        scale, offset = 255.0 / (hi - lo), -lo  # unknown range: stretch
+    return np.clip(np.rint((a + offset) * scale), 0, 255).astype(np.uint8)
+
+
+def _check_jpeg_end(f, path: str) -> None:
+    """Raise if a JPEG lacks its end-of-image marker (FF D9) near the end of the file.
+
+    Inside entropy-coded data every 0xFF byte is followed by 0x00 or a restart marker, so FF D9 in
+    the tail can only be the real end marker (trailing padding after it is allowed).
+    """
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(max(0, size - 65536))
+    if b"\xff\xd9" not in f.read():
+        raise ImageError(f"{path}: truncated or incomplete image data (JPEG end marker missing, "
+                         f"{size} bytes)")
+
+
+def _size(path: str) -> str:
+    try:
+        return f"{Path(path).stat().st_size} bytes"
+    except OSError:
+        return "size unknown"
