@@ -19,6 +19,8 @@ app = typer.Typer(
 
 # One module per command group, in pipeline order. Each defines ``register(app: typer.Typer)``.
 COMMAND_MODULES = [
+    "synth_cmd",
+    "index_cmd",
 ]
 
 for _name in COMMAND_MODULES:
