@@ -1,0 +1,461 @@
+"""DINO self-supervised pre-training of a reidkit ViT on unlabelled person images (TransReID-SSL §4).
+
+The story, top to bottom:
+
+1. the recipe: ``PretrainConfig`` (defaults = the paper: ViT-S/16, 256x128, 2+8 crops, 100 epochs,
+   global batch 512, AdamW lr 5e-4 x batch/256, wd 0.04 -> 0.4, teacher 0.996 -> 1, out_dim 65536);
+2. the data: an unlabelled folder or an ordered list (a CFS subset), each image turned into
+   multi-crop views seeded by ``(seed, epoch, index)``; corrupt files are skipped and counted;
+3. student and teacher: the same reidkit backbone + ``DINOHead``; the teacher is an EMA of the
+   student and only sees the 2 global views;
+4. schedules as per-iteration arrays computed up front (lr, weight decay, teacher momentum);
+5. ``train_one_epoch``: loss, fp16/bf16, per-parameter clipping, last layer frozen in epoch 0,
+   EMA update; checkpoints ``last.pt`` (atomic, resumable mid-epoch) and ``last.safetensors``
+   (the teacher backbone as a reidkit model, ready for ``reidkit train``).
+
+``pretrain(cfg, resume=False) -> run folder``. DDP: launch with ``torchrun``; each rank takes its
+shard of the deterministic per-epoch permutation.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from reidkit.config import save_config, to_dict
+from reidkit.data.multicrop import MultiCrop, MultiCropConfig
+from reidkit.losses.dino import DINOLoss
+from reidkit.methods.optim import cosine_iter_schedule
+from reidkit.models.dino_head import DINOHead
+from reidkit.utils.checkpoint import CheckpointError, check_finite, load_state, rng_state, save_state, set_rng_state
+from reidkit.utils.io import atomic_write_text
+from reidkit.utils.metric_log import MetricLog
+from reidkit.utils.progress import make_progress
+from reidkit.utils.seed import seed_everything
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. The recipe
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class PretrainData:
+    root: str = ""                 # image folder (scanned recursively), or the image root of ``list_file``
+    list_file: str | None = None   # ordered list (e.g. a CFS selection), paths relative to ``root``
+    keep_num: int | None = None    # keep the first N of the list (the paper: 2508146 = 60% of LUPerson)
+    keep_ratio: float | None = None
+    batch_size: int = 64           # per process; the paper: 64 x 8 GPUs = 512
+    num_workers: int = 8
+
+
+@dataclass
+class PretrainModel:
+    preset: str = "vit_small"      # any reidkit ViT preset (stem / attention from the preset or below)
+    stem: str | None = None        # 'patchify' | 'conv' | 'ics'; None keeps the preset's
+    drop_path_rate: float = 0.1    # student only; the teacher uses 0
+    overrides: dict[str, Any] = field(default_factory=dict)  # more build_model keyword arguments
+
+
+@dataclass
+class PretrainHead:
+    out_dim: int = 65536
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    nlayers: int = 3
+    use_bn: bool = False
+    norm_last_layer: bool = True
+
+
+@dataclass
+class PretrainLoss:
+    student_temp: float = 0.1
+    teacher_temp: float = 0.04
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 0
+    center_momentum: float = 0.9
+
+
+@dataclass
+class PretrainSolver:
+    epochs: int = 100
+    lr: float = 5e-4               # per 256 images; the peak lr is lr * global_batch / 256
+    min_lr: float = 1e-6
+    warmup_epochs: int = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    momentum_teacher: float = 0.996
+    clip_grad: float = 3.0         # per-parameter gradient-norm clip; 0 disables
+    freeze_last_layer: int = 1     # epochs during which the head's last layer gets no update
+
+
+@dataclass
+class PretrainConfig:
+    output_dir: str = "runs/pretrain"
+    data: PretrainData = field(default_factory=PretrainData)
+    crops: MultiCropConfig = field(default_factory=MultiCropConfig)
+    model: PretrainModel = field(default_factory=PretrainModel)
+    head: PretrainHead = field(default_factory=PretrainHead)
+    loss: PretrainLoss = field(default_factory=PretrainLoss)
+    solver: PretrainSolver = field(default_factory=PretrainSolver)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp16"
+    device: str = "auto"           # 'auto' = cuda when available, else cpu
+    seed: int = 0
+    log_every: int = 10            # iterations between log.csv rows
+    checkpoint_every: int = 0      # iterations between mid-epoch checkpoints (0: end of epoch only)
+    keep_epochs: list[int] = field(default_factory=list)  # also keep checkpoint_XXXX.pt after these epochs
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. The data
+# ----------------------------------------------------------------------------------------------
+class MultiCropPool(torch.utils.data.Dataset):
+    """Unlabelled images -> ``(views, index)``, ``views`` a list of (3, H, W) float tensors.
+
+    Decoding goes through ``UnlabelledImageDataset(on_error='skip')``: a corrupt file is logged,
+    counted (``num_skipped``, shared by all DataLoader workers) and replaced by the next good image.
+    The augmentation RNG is seeded by ``(seed, epoch, index)``: an image gets the same views in an
+    uninterrupted run and in a resumed one, whichever worker loads it.
+    """
+
+    def __init__(self, paths: list[str], multicrop: MultiCrop, seed: int = 0):
+        from reidkit.data.image_dataset import UnlabelledImageDataset
+
+        if not paths:
+            raise ValueError("the pre-training pool is empty")
+        self.images = UnlabelledImageDataset(paths, transform=None, on_error="skip")
+        self.multicrop, self.seed, self.epoch = multicrop, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_skipped(self) -> int:
+        return self.images.num_skipped
+
+    def __getitem__(self, index: int):
+        img, _ = self.images[index]
+        rng = random.Random((self.seed * 1_000_003 + self.epoch) * 2**32 + index)
+        return self.multicrop(img, rng), index
+
+
+class ShardedEpochSampler(torch.utils.data.Sampler[int]):
+    """A per-epoch permutation (seeded by ``seed + epoch``) cut to whole global batches, this
+    rank's batches taken round-robin, optionally starting ``skip_batches`` in (mid-epoch resume)."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
+        self.n, self.batch_size, self.rank, self.world_size, self.seed = n, batch_size, rank, world_size, seed
+        self.epoch, self.skip_batches = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world_size)
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.skip_batches) * self.batch_size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=g)[: self.batches_per_epoch * self.batch_size * self.world_size]
+        mine = perm.view(self.batches_per_epoch, self.world_size, self.batch_size)[:, self.rank]
+        return iter(mine[self.skip_batches:].reshape(-1).tolist())
+
+
+def pool_paths(data: PretrainData) -> list[str]:
+    """Absolute image paths of the pool: a recursive folder scan or an ordered list, cut by keep_*."""
+    from reidkit.data.datasets import unlabelled
+
+    if not data.root:
+        raise ValueError("data.root is empty: give the image folder (or the image root of data.list_file)")
+    return unlabelled.load_paths(data.root, file_list=data.list_file, keep_num=data.keep_num,
+                                 keep_ratio=data.keep_ratio)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Student and teacher
+# ----------------------------------------------------------------------------------------------
+class DINOModel(nn.Module):
+    """Backbone + head over a list of views. Views of the same size go through the backbone in one
+    batch (the 2 globals, then the locals); the CLS token of each is projected by the head.
+
+    Keys are ``backbone.*`` and ``head.*``, the official DINO teacher layout."""
+
+    def __init__(self, backbone: nn.Module, head: DINOHead):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """``views``: list of (B, 3, H_v, W_v) -> (len(views) * B, out_dim), view-major."""
+        feats, start = [], 0
+        while start < len(views):
+            end = start
+            while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
+                end += 1
+            tokens = self.backbone.forward_features(torch.cat(views[start:end]))
+            if tokens.ndim != 3:
+                raise ValueError("DINO pre-training needs a ViT backbone whose forward_features returns "
+                                 f"tokens (B, 1+N, D); got a tensor of shape {tuple(tokens.shape)}")
+            feats.append(tokens[:, 0])
+            start = end
+        return self.head(torch.cat(feats))
+
+
+def model_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
+    kw = dict(cfg.model.overrides)
+    kw["img_size"] = tuple(cfg.crops.global_size)
+    if cfg.model.stem is not None:
+        kw["stem"] = cfg.model.stem
+    return kw
+
+
+def build_student_teacher(cfg: PretrainConfig) -> tuple[DINOModel, DINOModel, dict]:
+    """Student (drop-path as configured) and teacher (no drop-path, same weights, no gradients).
+    Returns also the ``ReIDModel.config`` that rebuilds the backbone for fine-tuning."""
+    from reidkit.models import build_model
+
+    kw = model_kwargs(cfg)
+    student_reid = build_model(cfg.model.preset, num_classes=0, drop_path_rate=cfg.model.drop_path_rate, **kw)
+    teacher_reid = build_model(cfg.model.preset, num_classes=0, drop_path_rate=0.0, **kw)
+    h = cfg.head
+    embed_dim = student_reid.backbone.embed_dim
+    make_head = lambda: DINOHead(embed_dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.use_bn,
+                                 h.norm_last_layer)
+    student = DINOModel(student_reid.backbone, make_head())
+    teacher = DINOModel(teacher_reid.backbone, make_head())
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad = False
+    config = dict(teacher_reid.config)
+    config["drop_path_rate"] = 0.1  # a sensible default for the fine-tuning that follows
+    return student, teacher, config
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """teacher <- momentum * teacher + (1 - momentum) * student, for every parameter."""
+    t = [p for p in teacher.parameters()]
+    s = [p.detach() for p in student.parameters()]
+    torch._foreach_mul_(t, momentum)
+    torch._foreach_add_(t, s, alpha=1 - momentum)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Schedules: plain per-iteration arrays (``cosine_iter_schedule`` from methods.optim)
+# ----------------------------------------------------------------------------------------------
+def param_groups(model: nn.Module) -> list[dict]:
+    """Weight decay on matrices only: biases and norm parameters (ndim <= 1) are not regularised."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def clip_gradients(model: nn.Module, clip: float) -> None:
+    """Per-parameter clipping: each gradient is scaled down to norm ``clip`` on its own (DINO)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            norm = p.grad.detach().norm(2)
+            coef = clip / (norm + 1e-6)
+            if coef < 1:
+                p.grad.mul_(coef)
+
+
+def cancel_last_layer_gradients(model: nn.Module) -> None:
+    for name, p in model.named_parameters():
+        if "last_layer" in name:
+            p.grad = None
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. The loop
+# ----------------------------------------------------------------------------------------------
+def _dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    return 0, 1, 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+    """Run (or resume) DINO pre-training; returns the run folder (``last.pt``, ``last.safetensors``,
+    ``log.csv``, ``config.yaml``, ``skipped.txt`` when corrupt images were met)."""
+    from reidkit.models import ReIDModel, save_model
+
+    rank, world, local_rank = _dist_info()
+    device = resolve_device(cfg.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision 'fp16' needs a CUDA GPU; use precision=bf16 or precision=fp32 on CPU")
+    out = Path(cfg.output_dir)
+    ckpt_path = out / "last.pt"
+    if resume and not ckpt_path.is_file():
+        raise CheckpointError(f"{ckpt_path}: nothing to resume (no checkpoint in {out})")
+    if not resume and ckpt_path.is_file():
+        raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
+                         "another output_dir")
+    seed_everything(cfg.seed + rank)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+
+    # data
+    paths = pool_paths(cfg.data)
+    pool = MultiCropPool(paths, MultiCrop(cfg.crops), seed=cfg.seed)
+    sampler = ShardedEpochSampler(len(pool), cfg.data.batch_size, rank, world, seed=cfg.seed)
+    iters = sampler.batches_per_epoch
+    if iters == 0:
+        raise ValueError(f"the pool has {len(pool)} images, fewer than one global batch "
+                         f"({cfg.data.batch_size} x {world}); lower data.batch_size")
+    loader = torch.utils.data.DataLoader(pool, batch_size=cfg.data.batch_size, sampler=sampler,
+                                         num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
+                                         drop_last=True, persistent_workers=False)
+
+    # student, teacher, loss, optimiser
+    student, teacher, model_config = build_student_teacher(cfg)
+    if world > 1 and device.type == "cuda":  # BN in the ICS stem: one statistic over all GPUs
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+        teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
+    student.to(device), teacher.to(device)
+    student_ddp = nn.parallel.DistributedDataParallel(student, device_ids=[local_rank] if device.type == "cuda"
+                                                      else None) if world > 1 else student
+    s = cfg.solver
+    dino_loss = DINOLoss(cfg.head.out_dim, cfg.crops.num_views, s.epochs, cfg.loss.teacher_temp,
+                         cfg.loss.warmup_teacher_temp, cfg.loss.warmup_teacher_temp_epochs,
+                         cfg.loss.student_temp, cfg.loss.center_momentum).to(device)
+    optimizer = torch.optim.AdamW(param_groups(student))
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    global_batch = cfg.data.batch_size * world
+    lr_schedule = cosine_iter_schedule(s.lr * global_batch / 256, s.min_lr, s.epochs, iters, s.warmup_epochs)
+    wd_schedule = cosine_iter_schedule(s.weight_decay, s.weight_decay_end, s.epochs, iters)
+    momentum_schedule = cosine_iter_schedule(s.momentum_teacher, 1.0, s.epochs, iters)
+
+    start_epoch, start_iter = 0, 0
+    if resume:
+        state = load_state(ckpt_path, map_location=device)
+        student.load_state_dict(state["student"])
+        teacher.load_state_dict(state["teacher"])
+        optimizer.load_state_dict(state["optimizer"])
+        dino_loss.load_state_dict(state["dino_loss"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, start_iter = int(state["epoch"]), int(state["iter_in_epoch"])
+        if "rng" in state:
+            set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+
+    log = MetricLog(out / "log.csv", tensorboard=False) if rank == 0 else None
+    if log is not None and resume:
+        log.truncate_after(start_epoch * iters + start_iter)
+
+    def save(epoch: int, iter_in_epoch: int, final_of_epoch: bool) -> None:
+        rngs = [rng_state()]
+        if world > 1:  # every rank's RNG, so drop-path noise resumes exactly on each
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        skipped = pool.images.skipped_paths
+        if world > 1 and final_of_epoch:
+            every: list[Any] = [None] * world
+            dist.all_gather_object(every, skipped)
+            skipped = [p for paths in every for p in paths]
+        if rank != 0:
+            return
+        if final_of_epoch and skipped:
+            atomic_write_text(out / "skipped.txt", "".join(p + "\n" for p in sorted(set(skipped))))
+        state = {"student": student.state_dict(), "teacher": teacher.state_dict(),
+                 "optimizer": optimizer.state_dict(), "dino_loss": dino_loss.state_dict(),
+                 "scaler": scaler.state_dict() if scaler is not None else {},
+                 "epoch": epoch, "iter_in_epoch": iter_in_epoch, "rng": rngs,
+                 "config": to_dict(cfg), "model_config": model_config}
+        save_state(ckpt_path, state)
+        if final_of_epoch:
+            reid = ReIDModel.from_config(model_config)
+            reid.backbone.load_state_dict(teacher.backbone.state_dict())
+            save_model(reid, out / "last.safetensors")
+            if epoch in cfg.keep_epochs:
+                save_state(out / f"checkpoint_{epoch:04d}.pt", state)
+
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    with make_progress(transient=False) as progress:
+        task = progress.add_task("DINO pre-training", total=s.epochs * iters,
+                                 completed=start_epoch * iters + start_iter)
+        for epoch in range(start_epoch, s.epochs):
+            skip = start_iter if epoch == start_epoch else 0
+            pool.set_epoch(epoch)
+            sampler.set_epoch(epoch, skip)
+            student.train(), teacher.train()
+            t0, seen, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
+            for i, (views, _) in enumerate(loader, start=skip):
+                it = epoch * iters + i
+                for g_i, group in enumerate(optimizer.param_groups):
+                    group["lr"] = float(lr_schedule[it])
+                    if g_i == 0:
+                        group["weight_decay"] = float(wd_schedule[it])
+                views = [v.to(device, non_blocking=True) for v in views]
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    with torch.no_grad():
+                        teacher_out = teacher(views[:2])
+                    student_out = student_ddp(views)
+                    loss = dino_loss(student_out, teacher_out, epoch)
+                check_finite(loss, f"epoch {epoch}, iteration {i}")
+
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is None:
+                    loss.backward()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                if s.clip_grad > 0:
+                    clip_gradients(student, s.clip_grad)
+                if epoch < s.freeze_last_layer:
+                    cancel_last_layer_gradients(student)
+                if scaler is None:
+                    optimizer.step()
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+                ema_update(teacher, student, float(momentum_schedule[it]))
+
+                seen += views[0].shape[0] * world
+                loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+                progress.advance(task)
+                done = i + 1
+                if log is not None and (done % cfg.log_every == 0 or done == iters):
+                    elapsed = time.perf_counter() - t0
+                    log.log(it + 1, epoch=epoch, loss=loss_sum / loss_n, lr=float(lr_schedule[it]),
+                            wd=float(wd_schedule[it]), teacher_momentum=float(momentum_schedule[it]),
+                            teacher_temp=dino_loss.teacher_temp(epoch), images_per_s=seen / max(elapsed, 1e-9),
+                            skipped_images=pool.num_skipped)
+                    loss_sum, loss_n = 0.0, 0
+                    progress.update(task, description=f"DINO epoch {epoch + 1}/{s.epochs} "
+                                                      f"loss {loss.item():.3f} {seen / max(elapsed, 1e-9):.1f} img/s")
+                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < iters:
+                    save(epoch, done, final_of_epoch=False)
+            save(epoch + 1, 0, final_of_epoch=True)
+    if world > 1:
+        dist.barrier()
+    return out
+
