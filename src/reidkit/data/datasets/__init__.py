@@ -19,20 +19,47 @@ from typing import Any, NamedTuple
 from reidkit.data.records import DatasetError, ReIDDataset
 
 from .common import ParsedDataset
+from .merge import merge_datasets
 
 
 class FormatInfo(NamedTuple):
-    module: str
+    module: str        # under reidkit.data.datasets
+    function: str      # the reader: function(root, **options) -> ParsedDataset
     description: str
 
 
-# name -> (module under reidkit.data.datasets, one-line description); every module has ``load(root, ...)``.
 FORMATS: dict[str, FormatInfo] = {
-    "market1501": FormatInfo("market1501", "Market-1501: bounding_box_train / query / bounding_box_test, "
-                                           "flat or in Market-1501-v15.09.15/; extra_gallery=True adds images/ (500k)"),
-    "unlabelled": FormatInfo("unlabelled", "image folder scanned recursively (LUPerson-like), or an ordered "
-                                           "file_list (.txt or CFS_list.pkl) with keep_num / keep_ratio"),
+    "market1501": FormatInfo("market1501", "load", "Market-1501: bounding_box_train / query / bounding_box_test, "
+                             "flat or in Market-1501-v15.09.15/; extra_gallery=True adds images/ (500k)"),
+    "dukemtmc": FormatInfo("dukemtmc", "load", "DukeMTMC-reID: Market layout, flat or in DukeMTMC-reID/"),
+    "msmt17": FormatInfo("msmt17", "load", "MSMT17 V1 (train/, test/) or V2 (mask_*_v2/) with list_*.txt; "
+                         "combine_val=True trains on list_train + list_val (official recipe)"),
+    "cuhk03": FormatInfo("cuhk03", "load", "CUHK03-NP, variant='detected' (default) or 'labeled', "
+                         "Market-like folders"),
+    "folder": FormatInfo("generic", "load_folder", "one folder per identity (optionally under train/, query/, "
+                         "gallery/); camera from camera_pattern regex, else one camera"),
+    "csv": FormatInfo("generic", "load_csv", "CSV manifest path,pid,camid[,split], paths relative to the CSV"),
+    "unlabelled": FormatInfo("unlabelled", "load", "image folder scanned recursively (LUPerson-like), or an "
+                             "ordered file_list (.txt or CFS_list.pkl) with keep_num / keep_ratio"),
+    "mm": FormatInfo("merge", "load_mm", "official Market+MSMT17 merged training set (MSMT17 list_train, then "
+                     "Market relabelled after it, cameras +15); tested on Market"),
 }
+
+# Spellings users type for the same formats.
+ALIASES = {"market": "market1501", "market-1501": "market1501", "duke": "dukemtmc",
+           "dukemtmc-reid": "dukemtmc", "dukemtmcreid": "dukemtmc", "msmt": "msmt17",
+           "cuhk03-np": "cuhk03", "cuhk03np": "cuhk03", "generic": "folder", "manifest": "csv",
+           "unlabeled": "unlabelled", "lup": "unlabelled", "luperson": "unlabelled"}
+
+
+def get_reader(fmt: str):
+    """The reader function of ``fmt`` (a FORMATS name or an alias)."""
+    key = fmt.lower()
+    key = ALIASES.get(key, key)
+    info = FORMATS.get(key)
+    if info is None:
+        raise DatasetError(f"unknown dataset format {fmt!r}; supported: {', '.join(FORMATS)}")
+    return getattr(importlib.import_module(f"{__name__}.{info.module}"), info.function)
 
 
 def load_dataset(fmt: str, root: str | os.PathLike, **kwargs: Any) -> ReIDDataset:
@@ -40,10 +67,7 @@ def load_dataset(fmt: str, root: str | os.PathLike, **kwargs: Any) -> ReIDDatase
 
     Raises ``DatasetError`` naming the path and the problem(s).
     """
-    info = FORMATS.get(fmt.lower().replace("-", "").replace("_", "") if fmt not in FORMATS else fmt)
-    if info is None:
-        raise DatasetError(f"unknown dataset format {fmt!r}; supported: {', '.join(FORMATS)}")
-    reader = importlib.import_module(f"{__name__}.{info.module}").load
+    reader = get_reader(fmt)
     accepted = inspect.signature(reader).parameters
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
@@ -53,4 +77,4 @@ def load_dataset(fmt: str, root: str | os.PathLike, **kwargs: Any) -> ReIDDatase
     return reader(root, **kwargs)
 
 
-__all__ = ["FORMATS", "FormatInfo", "ParsedDataset", "load_dataset"]
+__all__ = ["ALIASES", "FORMATS", "FormatInfo", "ParsedDataset", "get_reader", "load_dataset", "merge_datasets"]

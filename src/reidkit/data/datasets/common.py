@@ -153,18 +153,21 @@ def parse_named_folder(folder: Path, split: str, pattern: NamePattern, report: P
     return records
 
 
-def find_layout(root: Path, required: Sequence[str], candidates: Sequence[str]) -> Path:
+def find_layout(root: Path, required: Sequence[str], candidates: Sequence[str],
+                any_subfolder: bool = True) -> Path:
     """The folder under ``root`` that holds the ``required`` sub-folders.
 
     Users' folders differ (fast-reid wants ``Market-1501-v15.09.15/``, TransReID the flat form,
     torchreid ``market1501/Market-1501-v15.09.15/``), so try ``root`` itself, each candidate name
-    one and two levels down, and any single sub-folder; pick the one with the most required folders.
+    one and two levels down, and (``any_subfolder``) every direct sub-folder; pick the one with the
+    most required folders (the first such in that order).
     """
     options = [root] + [root / c for c in candidates] + [root / a / b for a in candidates for b in candidates]
-    try:
-        options += sorted(p for p in root.iterdir() if p.is_dir() and p not in options)
-    except OSError:
-        pass
+    if any_subfolder:
+        try:
+            options += sorted(p for p in root.iterdir() if p.is_dir() and p not in options)
+        except OSError:
+            pass
     best, best_count = root, -1
     for p in options:
         count = sum((p / r).is_dir() for r in required)

@@ -26,13 +26,15 @@ LAYOUT_NAMES = ("Market-1501-v15.09.15", "Market-1501", "market1501", "Market150
 
 
 def load_market_like(root: str | os.PathLike, name: str, layout_names: tuple[str, ...], *,
-                     strict: bool = True, extra_gallery: bool = False) -> ParsedDataset:
+                     strict: bool = True, extra_gallery: bool = False,
+                     any_subfolder: bool = True) -> ParsedDataset:
     """Parse any dataset with the Market-1501 folder names and file-name pattern."""
-    base = find_layout(check_root(root, name), list(SPLIT_FOLDERS.values()), layout_names)
+    base = find_layout(check_root(root, name), list(SPLIT_FOLDERS.values()), layout_names, any_subfolder)
     report = ParseReport(name, base)
     if not any((base / f).is_dir() for f in SPLIT_FOLDERS.values()):
+        where = f"in the folder itself and in {', '.join(layout_names)}" if layout_names else "there"
         report.error(f"{root}: no {name} layout found (looked for {', '.join(SPLIT_FOLDERS.values())} "
-                     f"in the folder itself and in {', '.join(layout_names)})")
+                     f"{where})")
         return report.finish([], [], [], strict=strict)
     train = parse_named_folder(base / SPLIT_FOLDERS["train"], "train", MARKET_NAME, report,
                                drop_distractors=True)
