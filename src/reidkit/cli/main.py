@@ -20,6 +20,7 @@ app = typer.Typer(
 # One module per command group, in pipeline order. Each defines ``register(app: typer.Typer)``.
 COMMAND_MODULES = [
     "synth_cmd",
+    "datasets_cmd",
     "train_cmd",
     "index_cmd",
 ]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -134,3 +136,29 @@ def _size(path: str) -> str:
         return f"{Path(path).stat().st_size} bytes"
     except OSError:
         return "size unknown"
+
+
+def verify_images(paths: Sequence[str], workers: int = 2,
+                  on_progress: Callable[[int], None] | None = None) -> list[tuple[str, str]]:
+    """Decode every file fully; return ``(path, problem)`` for each one ``load_rgb`` refuses.
+
+    Threads suffice: Pillow releases the GIL while decoding. ``on_progress(n)`` is called with the
+    number of files finished since the last call.
+    """
+    def check(path: str) -> tuple[str, str] | None:
+        try:
+            load_rgb(path)
+        except ImageError as e:
+            return path, str(e).removeprefix(f"{path}: ")
+        return None
+
+    bad: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        # Submit in blocks: one future per file for millions of files would not fit in memory.
+        for start in range(0, len(paths), 1024):
+            block = paths[start:start + 1024]
+            results = pool.map(check, block) if workers > 1 else map(check, block)
+            bad += [r for r in results if r is not None]
+            if on_progress is not None:
+                on_progress(len(block))
+    return bad
