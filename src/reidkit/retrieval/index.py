@@ -214,6 +214,7 @@ class GalleryIndex:
             raise IndexFileError(f"dimension mismatch: index {self.folder or ''} has dim {self.dim}, "
                                  f"{source} have dim {x.shape[1]}")
         n = len(x)
+        new_pids, new_camids = _labels(pids, n, "pids"), _labels(camids, n, "camids")  # validate first
         new_roots = [Path(os.path.abspath(r)) for r in roots]
         all_roots = list(self.roots) + [r for r in new_roots if r not in self.roots]
         if paths is not None and not new_roots:
@@ -228,7 +229,7 @@ class GalleryIndex:
             _, root_idx, rel = assign_roots(paths, n, all_roots)
         self.faiss.add(x)
         self.roots = all_roots
-        self.items = self.items.concat(Items(_labels(pids, n, "pids"), _labels(camids, n, "camids"), root_idx, rel))
+        self.items = self.items.concat(Items(new_pids, new_camids, root_idx, rel))
 
     # -- queries
     def search(self, queries: np.ndarray, k: int = 20, source: str = "queries") -> SearchResult:

@@ -21,6 +21,10 @@ from urllib.parse import quote
 from pathlib import Path
 
 import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from reidkit.retrieval.gallery_files import GalleryPathError, resolve_gallery_file
 from reidkit.retrieval.index import GalleryIndex, IndexFileError
@@ -33,10 +37,6 @@ MAX_K = 200
 def create_app(index: GalleryIndex | str | Path, model: str | Path | None = None, token: str | None = None,
                limits: UploadLimits = UploadLimits()):
     """The FastAPI app for ``index``; ``model`` (a reidkit model file) enables image uploads."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse, JSONResponse
-    from starlette.concurrency import run_in_threadpool
-
     from reidkit.retrieval import rerank_topk
 
     if not isinstance(index, GalleryIndex):
@@ -164,7 +164,6 @@ def create_app(index: GalleryIndex | str | Path, model: str | Path | None = None
         msg = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in details)
         return error(400, f"invalid request parameters: {msg or exc}")
 
-    from fastapi.exceptions import RequestValidationError
     app.add_exception_handler(RequestValidationError, bad_params)
     return app
 
