@@ -21,6 +21,8 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "synth_cmd",
     "datasets_cmd",
+    "pretrain_cmd",
+    "cfs_cmd",
     "train_cmd",
     "index_cmd",
 ]

@@ -11,7 +11,8 @@ The story, top to bottom:
 4. schedules as per-iteration arrays computed up front (lr, weight decay, teacher momentum);
 5. ``train_one_epoch``: loss, fp16/bf16, per-parameter clipping, last layer frozen in epoch 0,
    EMA update; checkpoints ``last.pt`` (atomic, resumable mid-epoch) and ``last.safetensors``
-   (the teacher backbone as a reidkit model, ready for ``reidkit train``).
+   (the teacher backbone as a reidkit model, ready for ``reidkit train``);
+6. ``export_backbone``: our checkpoint or the official DINO layout -> a reidkit model file.
 
 ``pretrain(cfg, resume=False) -> run folder``. DDP: launch with ``torchrun``; each rank takes its
 shard of the deterministic per-epoch permutation.
@@ -459,3 +460,45 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         dist.barrier()
     return out
 
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. From a pre-training checkpoint to backbone weights for fine-tuning
+# ----------------------------------------------------------------------------------------------
+def infer_preset(tensors: dict[str, torch.Tensor]) -> str:
+    """The reidkit preset of an official DINO / TransReID-SSL backbone from its tensors:
+    width from ``cls_token`` (384 = ViT-S, 768 = ViT-B), ICS stem from ``patch_embed.conv.*``."""
+    cls = next((v for k, v in tensors.items() if k.endswith("cls_token")), None)
+    if cls is None:
+        raise ValueError("cannot infer the architecture (no cls_token in the checkpoint); pass --preset")
+    width = {384: "vit_small", 768: "vit_base", 192: "vit_tiny", 64: "vit_micro"}.get(int(cls.shape[-1]))
+    if width is None:
+        raise ValueError(f"no preset with embed dim {int(cls.shape[-1])}; pass --preset")
+    stem_keys = [k for k in tensors if "patch_embed.conv." in k]
+    if stem_keys:  # ICS = IBN (IN + BN halves) in the conv stem; the plain conv stem has BN only
+        return width + ("_ics" if any(".IN." in k for k in stem_keys) else "_conv")
+    return width
+
+
+def export_backbone(checkpoint: str | Path, out: str | Path, preset: str | None = None, which: str = "teacher",
+                    **overrides):
+    """Write ``out`` (a ``save_model`` file) from a DINO checkpoint: ours (``last.pt``, the model
+    config is inside) or the official layout (``checkpoint.pth`` with ``teacher``/``student``, or a
+    converted flat backbone; the preset is inferred from the tensors unless given).
+
+    The teacher is exported by default, as the official converter does. Returns ``(out, report)``
+    with the key-by-key load report of ``reidkit.models.checkpoints``.
+    """
+    from reidkit.models import ReIDModel, build_model, save_model
+    from reidkit.models.checkpoints import load_weights, read_checkpoint, unwrap
+
+    raw = read_checkpoint(checkpoint)
+    if isinstance(raw, dict) and isinstance(raw.get("model_config"), dict) and preset is None:
+        config = {**raw["model_config"], **overrides}
+        model = ReIDModel.from_config(config)
+    else:
+        preset = preset or infer_preset(unwrap(raw, which)[0])
+        model = build_model(preset, num_classes=0, **overrides)
+    report = load_weights(model, raw, which=which)
+    save_model(model, out)
+    return Path(out), report

@@ -1,0 +1,71 @@
+"""``reidkit pretrain CONFIG.yaml [k=v ...] [--resume]`` and ``reidkit export-backbone CKPT OUT``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from reidkit.cli.common import console, err_console, user_errors
+
+
+def pretrain_command(
+    config: Path = typer.Argument(..., help="Recipe YAML, e.g. configs/pretrain/lup_vit_small_ics_cfs.yaml."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. data.root=data/LUP "
+                                                             "solver.epochs=20 precision=bf16"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output_dir`)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+) -> None:
+    """DINO self-supervised pre-training on unlabelled person images (TransReID-SSL recipe).
+    Multi-GPU: `torchrun --nproc_per_node=8 -m reidkit.cli.main pretrain ...`."""
+    with user_errors():
+        import yaml
+
+        from reidkit.config import load_config, to_dict
+        from reidkit.methods.pretrain_dino import PretrainConfig, pretrain
+        from reidkit.utils.checkpoint import NonFiniteLossError
+
+        extra = list(overrides or []) + ([f"output_dir={out}"] if out is not None else [])
+        cfg = load_config(PretrainConfig, config, extra)
+        if print_config:
+            console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False), highlight=False, markup=False)
+            return
+        try:
+            run = pretrain(cfg, resume=resume)
+        except NonFiniteLossError as e:
+            err_console.print(f"[bold red]pre-training stopped:[/] {e}", highlight=False)
+            raise typer.Exit(code=3) from None
+        console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt; last.safetensors = the "
+                      "teacher backbone, ready for `reidkit train ... model.weights=...`)")
+
+
+def export_backbone_command(
+    checkpoint: Path = typer.Argument(..., help="Our last.pt, or an official DINO checkpoint.pth / converted "
+                                                "backbone."),
+    out: Path = typer.Argument(..., help="Output model file (.safetensors)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset for official checkpoints "
+                                                                "(inferred from the tensors when omitted)."),
+    which: str = typer.Option("teacher", "--which", help="teacher (default, as the official converter) or "
+                                                         "student."),
+    img_size: Optional[str] = typer.Option(None, "--img-size", help="H,W of the exported model, e.g. 384,128."),
+) -> None:
+    """Turn a DINO pre-training checkpoint into backbone weights (a reidkit model file) for `reidkit train`."""
+    with user_errors():
+        from reidkit.methods.pretrain_dino import export_backbone
+
+        overrides = {}
+        if img_size:
+            try:
+                h, w = (int(v) for v in img_size.split(","))
+            except ValueError:
+                raise ValueError(f"--img-size must look like 256,128, got {img_size!r}") from None
+            overrides["img_size"] = (h, w)
+        path, report = export_backbone(checkpoint, out, preset=preset, which=which, **overrides)
+        console.print(report.summary(), highlight=False, markup=False)
+        console.print(f"wrote [bold]{path}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="pretrain")(pretrain_command)
+    app.command(name="export-backbone")(export_backbone_command)
