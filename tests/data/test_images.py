@@ -90,17 +90,19 @@ def test_16_bit_and_32_bit_scaled_by_depth(tmp_path):
     assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
 
 
-def test_exif_rotation(tmp_path):
-    a = np.zeros((8, 4, 3), dtype=np.uint8)
-    a[0, 0] = 255                              # white marker in the top-left corner (stored pixels)
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tif"])
+def test_exif_rotation(tmp_path, ext):
+    a = np.zeros((32, 16, 3), dtype=np.uint8)
+    a[:8, :8] = 255                            # white block in the top-left corner (stored pixels)
     img = Image.fromarray(a)
     exif = img.getexif()
     exif[0x0112] = 6                           # "rotate 90 CW to display"
-    img.save(tmp_path / "r.png", exif=exif)
-    out = check_rgb(load_rgb(tmp_path / "r.png"), size=(8, 4))   # displayed: landscape
-    assert out[0, -1].min() == 255 and out.sum() == 255 * 3      # marker now top-right
-    img.save(tmp_path / "plain.png")
-    assert load_rgb(tmp_path / "plain.png").size == (4, 8)
+    opts = {"quality": 100} if ext in ("jpg", "webp") else {}
+    img.save(tmp_path / f"r.{ext}", exif=exif, **opts)
+    out = check_rgb(load_rgb(tmp_path / f"r.{ext}"), size=(32, 16)).astype(int)  # displayed: landscape
+    assert out[:8, -8:].mean() > 200 and out[:, :-8].mean() < 30  # block now top-right
+    img.save(tmp_path / f"plain.{ext}", **opts)
+    assert load_rgb(tmp_path / f"plain.{ext}").size == (16, 32)
 
 
 def jpeg_bytes():
