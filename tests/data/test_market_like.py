@@ -141,3 +141,12 @@ def test_cuhk03_missing_variant_is_not_silently_replaced(tmp_path):
         load_dataset("cuhk03", tmp_path, variant="detected")
     with pytest.raises(DatasetError, match="variant must be"):
         load_dataset("cuhk03", tmp_path, variant="both")
+
+
+def test_market_layout_in_any_single_subfolder_and_ambiguity(tmp_path):
+    standard_market(tmp_path / "city_a")
+    assert len(load_dataset("market1501", tmp_path).train) == 4
+    standard_market(tmp_path / "city_b")
+    with pytest.raises(DatasetError, match="several dataset folders found \\(city_a, city_b\\)"):
+        load_dataset("market1501", tmp_path)
+    assert len(load_dataset("market1501", tmp_path / "city_b").train) == 4

@@ -159,22 +159,35 @@ def find_layout(root: Path, required: Sequence[str], candidates: Sequence[str],
 
     Users' folders differ (fast-reid wants ``Market-1501-v15.09.15/``, TransReID the flat form,
     torchreid ``market1501/Market-1501-v15.09.15/``), so try ``root`` itself, each candidate name
-    one and two levels down, and (``any_subfolder``) every direct sub-folder; pick the one with the
-    most required folders (the first such in that order).
+    one and two levels down, then (``any_subfolder``) any other direct sub-folder. A complete
+    layout wins (several complete unknown sub-folders are ambiguous: an error); otherwise the
+    folder with the most required sub-folders, so the error names what is missing there.
     """
-    options = [root] + [root / c for c in candidates] + [root / a / b for a in candidates for b in candidates]
-    if any_subfolder:
-        try:
-            options += sorted(p for p in root.iterdir() if p.is_dir() and p not in options)
-        except OSError:
-            pass
+    known = [root] + [root / c for c in candidates] + [root / a / b for a in candidates for b in candidates]
     best, best_count = root, -1
-    for p in options:
+    for p in known:
+        count = sum((p / r).is_dir() for r in required)
+        if count == len(required):
+            return p
+        if count > best_count:
+            best, best_count = p, count
+    if not any_subfolder:
+        return best
+    try:
+        others = sorted(p for p in root.iterdir() if p.is_dir() and p not in known)
+    except OSError:
+        others = []
+    complete = [p for p in others if all((p / r).is_dir() for r in required)]
+    if len(complete) > 1:
+        # e.g. the synthetic benchmark's city_a/, city_b/: guessing one would silently pick a domain.
+        raise DatasetError(f"{root}: several dataset folders found ({', '.join(p.name for p in complete)}); "
+                           f"pass one of them as the root")
+    if complete:
+        return complete[0]
+    for p in others:
         count = sum((p / r).is_dir() for r in required)
         if count > best_count:
             best, best_count = p, count
-        if count == len(required):
-            break
     return best
 
 
