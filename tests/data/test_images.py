@@ -151,3 +151,22 @@ def test_broken_files_name_path_and_problem(tmp_path):
 def test_is_image_file():
     assert is_image_file("a/B.JPG") and is_image_file("x.jpeg") and is_image_file("x.webp")
     assert not is_image_file("Thumbs.db") and not is_image_file("a.jpg.txt") and not is_image_file("jpg")
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_verify_images_reports_each_bad_file(tmp_path, workers):
+    from reidkit.data.images import verify_images
+
+    paths = []
+    for i in range(2100):  # more than one submission block
+        p = tmp_path / f"{i}.png"
+        if i % 700 == 5:
+            p.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        else:
+            Image.fromarray(np.full((2, 2, 3), i % 256, dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    seen = []
+    bad = verify_images(paths, workers=workers, on_progress=seen.append)
+    assert [p for p, _ in bad] == [paths[5], paths[705], paths[1405]]
+    assert all(problem and not problem.startswith(str(tmp_path)) for _, problem in bad)
+    assert sum(seen) == len(paths)

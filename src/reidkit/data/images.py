@@ -9,7 +9,6 @@ path and the problem) for the rest; it never pads a truncated file silently.
 from __future__ import annotations
 
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -52,9 +51,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f, warnings.catch_warnings():
-            # Pillow reports some damage only as a warning (e.g. corrupt EXIF); keep the image.
-            warnings.simplefilter("ignore")
+        # (No warnings.catch_warnings here: it is not thread-safe, and verify_images uses threads.)
+        with open(path, "rb") as f:
             img = Image.open(f)
             img.load()  # force the full decode inside the try: truncation shows up here
             if ImageFile.LOAD_TRUNCATED_IMAGES and img.format == "JPEG":
@@ -69,6 +67,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (no known image format; wrong extension or "
                          f"damaged header, {_size(path)})") from None
