@@ -158,15 +158,15 @@ def test_verify_images_reports_each_bad_file(tmp_path, workers):
     from reidkit.data.images import verify_images
 
     paths = []
-    for i in range(2100):  # more than one submission block
+    for i in range(1100):  # more than one submission block (1024)
         p = tmp_path / f"{i}.png"
-        if i % 700 == 5:
+        if i % 500 == 5:
             p.write_bytes(b"\x89PNG\r\n\x1a\n broken")
         else:
             Image.fromarray(np.full((2, 2, 3), i % 256, dtype=np.uint8)).save(p)
         paths.append(str(p))
     seen = []
     bad = verify_images(paths, workers=workers, on_progress=seen.append)
-    assert [p for p, _ in bad] == [paths[5], paths[705], paths[1405]]
+    assert [p for p, _ in bad] == [paths[5], paths[505], paths[1005]]
     assert all(problem and not problem.startswith(str(tmp_path)) for _, problem in bad)
     assert sum(seen) == len(paths)
