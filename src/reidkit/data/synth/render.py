@@ -67,10 +67,10 @@ def draw_person(canvas: Image.Image, ident: Identity, view: str, cx: float, top:
     side = view in ("left", "right")
     face = -1.0 if view == "left" else 1.0       # direction a side-view person walks
     b = ident.build
-    sw = (0.07 if side else 0.115) * u * b       # half shoulder width
-    hw = (0.065 if side else 0.095) * u * b       # half hip width
-    aw = 0.04 * u * b                            # arm width
-    lw = 0.055 * u * b                           # leg width
+    sw = (0.08 if side else 0.135) * u * b       # half shoulder width
+    hw = (0.075 if side else 0.11) * u * b       # half hip width
+    aw = 0.05 * u * b                            # arm width
+    lw = 0.065 * u * b                           # leg width
     y = lambda f: top + f * u                    # noqa: E731  (fraction of height -> pixel row)
     stride = float(rng.uniform(0.0, 1.0)) * (0.09 if side else 0.025) * u
     hip, knee_end, foot = y(0.49), y(0.95), y(1.0)
@@ -195,7 +195,7 @@ def apply_camera(img: Image.Image, camera: Camera, rng: np.random.Generator) -> 
     if radius > 0.05:
         img = img.filter(ImageFilter.GaussianBlur(radius))
     x = np.asarray(img, np.float32)
-    gain = camera.gain * float(rng.uniform(0.88, 1.12))
+    gain = camera.gain * float(rng.uniform(0.93, 1.07))
     grad = 1.0 + camera.light_slope * (0.5 - np.linspace(0, 1, h, dtype=np.float32))[:, None, None]
     x = x * (gain * np.asarray(camera.cast, np.float32)) * grad
     x = 128.0 + (x - 128.0) * camera.contrast

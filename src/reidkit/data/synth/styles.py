@@ -97,7 +97,7 @@ class Camera:
 def make_camera(style: DomainStyle, index: int, rng: np.random.Generator) -> Camera:
     """Draw one camera of ``style``; every random choice comes from ``rng``."""
     cast = np.asarray(style.cast, np.float64) / 255.0
-    cast = cast * (1.0 + rng.normal(0.0, style.cast_jitter, 3))
+    cast = cast * (1.0 + rng.normal(0.0, 0.6 * style.cast_jitter, 3))
     cast = cast / cast.max()
     # A camera pointing along a path sees fronts and backs, one across it sees sides.
     along = rng.uniform(0.2, 0.9)
@@ -105,8 +105,9 @@ def make_camera(style: DomainStyle, index: int, rng: np.random.Generator) -> Cam
     lr = rng.uniform(0.3, 0.7)
     fb = rng.uniform(0.3, 0.7)
     views = (along * fb, along * (1 - fb), side * lr, side * (1 - lr))
-    tint = tuple(int(v) for v in rng.integers(40, 215, 3))
-    lo = rng.uniform(0.72, 0.85)
+    # muted scene colours: the camera changes the background, the person stays the signal
+    tint = tuple(int(v) for v in 0.3 * rng.integers(40, 215, 3) + 0.7 * 128)
+    lo = rng.uniform(0.8, 0.9)
     return Camera(
         domain=style.name, index=index, background=style.background,
         bg_seed=int(rng.integers(2**31)), bg_tint=tint,  # type: ignore[arg-type]
@@ -115,4 +116,4 @@ def make_camera(style: DomainStyle, index: int, rng: np.random.Generator) -> Cam
         blur=float(rng.uniform(*style.blur)), downscale=style.downscale, noise=style.noise,
         occlusion=float(np.clip(style.occlusion * rng.uniform(0.5, 1.5), 0.0, 0.8)),
         view_probs=tuple(float(v) for v in views), scale=(lo, min(0.98, lo + 0.15)),
-        light_slope=float(rng.uniform(-0.25, 0.25)))
+        light_slope=float(rng.uniform(-0.15, 0.15)))
