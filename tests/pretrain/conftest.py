@@ -45,3 +45,14 @@ def pool(tmp_path):
 @pytest.fixture(name="micro_config")
 def micro_config_fixture():
     return micro_config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny models on a shared CPU: one intra-op thread is ~10x faster than oversubscribed threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

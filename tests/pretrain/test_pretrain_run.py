@@ -28,6 +28,12 @@ def test_micro_run_writes_model_log_and_checkpoint(pool, tmp_path, micro_config)
     wds = [float(r["wd"]) for r in rows]
     assert wds[0] == pytest.approx(0.04) and all(a <= b for a, b in zip(wds, wds[1:]))
     assert float(rows[-1]["images_per_s"]) > 0
+    # every logged value against the formulas: 6 iterations, 3 of linear lr warm-up from 0
+    peak, n = 5e-4 * 4 / 256, 6
+    want_lr = [0, peak / 3, 2 * peak / 3] + [1e-6 + (peak - 1e-6) * (1 + np.cos(np.pi * i / 3)) / 2 for i in range(3)]
+    np.testing.assert_allclose(lrs, want_lr, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(moms, [1 - 0.004 * (1 + np.cos(np.pi * i / n)) / 2 for i in range(n)], rtol=1e-12)
+    np.testing.assert_allclose(wds, [0.4 - 0.36 * (1 + np.cos(np.pi * i / n)) / 2 for i in range(n)], rtol=1e-12)
     # the corrupt file was skipped, counted and named, never fatal
     assert (run / "skipped.txt").read_text().strip().endswith("broken.jpg")
     assert int(rows[-1]["skipped_images"]) == 1
@@ -73,3 +79,30 @@ def test_resume_after_epoch_and_mid_epoch_equals_uninterrupted(pool, tmp_path, m
         torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-6)
     rows = list(csv.DictReader(open(part / "log.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 7))
+
+
+def test_killed_mid_epoch_resumes_to_the_same_weights(pool, tmp_path, micro_config, monkeypatch):
+    from reidkit.methods import pretrain_dino
+
+    full = pretrain(micro_config(pool, tmp_path / "full"))
+    ref = teacher_backbone(full)
+
+    real, calls = pretrain_dino.ema_update, {"n": 0}
+
+    def dies_at_iteration_5(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 1, 2nd iteration: after the mid-epoch checkpoint of iteration 1
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(pretrain_dino, "ema_update", dies_at_iteration_5)
+    cfg = micro_config(pool, tmp_path / "killed", checkpoint_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg)
+    state = load_state(tmp_path / "killed" / "last.pt")
+    assert (state["epoch"], state["iter_in_epoch"]) == (1, 1)
+    monkeypatch.setattr(pretrain_dino, "ema_update", real)
+    pretrain(cfg, resume=True)
+    got = teacher_backbone(tmp_path / "killed")
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-6)
