@@ -1,0 +1,58 @@
+"""The training loader: same pixels whatever the worker count or cache, PK structure kept."""
+import pytest
+import torch
+
+from reidkit.data.datasets import load_dataset
+from reidkit.data.train_loader import build_train_loader
+from reidkit.data.transforms import build_train_transform
+from reidkit.methods.ema import ModelEMA
+
+
+def _batches(records, workers, cache, epoch=0):
+    tf = build_train_transform((32, 16))
+    loader, sampler, _ = build_train_loader(records, tf, batch_size=8, num_instances=4, seed=3, size=(32, 16),
+                                            num_workers=workers, cache=cache, progress=False)
+    sampler.set_epoch(epoch)
+    return [(x.clone(), p.clone()) for x, p, _, _ in loader]
+
+
+def test_same_batches_with_any_worker_count_and_with_or_without_cache(tiny_market):
+    records = load_dataset("market1501", tiny_market).train
+    ref = _batches(records, 0, "none")
+    assert len(ref) > 1
+    for workers, cache in ((2, "none"), (0, "memory"), (1, "memory")):
+        got = _batches(records, workers, cache)
+        assert len(got) == len(ref)
+        for (a, pa), (b, pb) in zip(ref, got):
+            assert torch.equal(pa, pb)
+            assert torch.equal(a, b), (workers, cache)
+    assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(ref, _batches(records, 0, "none", epoch=1)))
+
+
+def test_loader_does_not_touch_the_global_rng(tiny_market):
+    records = load_dataset("market1501", tiny_market).train
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    _batches(records, 0, "none")
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_batch_size_must_be_a_multiple_of_k(tiny_market):
+    records = load_dataset("market1501", tiny_market).train
+    with pytest.raises(ValueError, match="multiple"):
+        build_train_loader(records, build_train_transform((32, 16)), batch_size=6, num_instances=4, seed=0,
+                           size=(32, 16))
+
+
+def test_ema_follows_the_formula():
+    net = torch.nn.Linear(3, 2)
+    ema = ModelEMA(net, decay=0.9, warmup=False)
+    w0 = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)
+    assert torch.allclose(ema.module.weight, 0.9 * w0 + 0.1 * (w0 + 1.0))
+    warm = ModelEMA(net, decay=0.999)
+    assert warm.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    with pytest.raises(ValueError):
+        ModelEMA(net, decay=1.0)
