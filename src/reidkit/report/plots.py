@@ -1,0 +1,104 @@
+"""Plots of a run: CMC curves of several models, and training curves from a run's ``log.csv``.
+
+Plain functions that write PNG files with matplotlib's Agg backend (no display needed).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_cmc(curves: Mapping[str, np.ndarray], path: str | Path, max_rank: int = 20,
+             title: str = "CMC") -> Path:
+    """Write the CMC curves ``{label: cmc}`` (each (R,) in [0, 1], rank-1 first) as a PNG."""
+    if not curves:
+        raise ValueError(f"{path}: no CMC curves to plot")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=120)
+    for label, cmc in curves.items():
+        cmc = np.asarray(cmc, dtype=np.float64).reshape(-1)[:max_rank]
+        ranks = np.arange(1, len(cmc) + 1)
+        ax.plot(ranks, 100 * cmc, marker="o", markersize=3, label=f"{label} (R1 {100 * cmc[0]:.1f}%)")
+    ax.set(xlabel="rank", ylabel="matching rate (%)", title=title, ylim=(0, 100), xlim=(1, max_rank))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def read_log(path: str | Path) -> dict[str, np.ndarray]:
+    """Columns of a ``log.csv`` as float arrays (NaN where a row has no value, e.g. no eval that epoch)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: training log not found")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: training log has no rows")
+    cols: dict[str, np.ndarray] = {}
+    for key in rows[0].keys() | set().union(*(r.keys() for r in rows)):
+        vals = []
+        for r in rows:
+            try:
+                vals.append(float(r.get(key) or "nan"))
+            except ValueError:
+                vals.append(math.nan)
+        arr = np.asarray(vals)
+        if not np.isnan(arr).all():
+            cols[key] = arr
+    return cols
+
+
+# Panels of the training-curves figure: which log columns go together.
+_PANELS = (("losses", lambda k: "loss" in k),
+           ("retrieval (%)", lambda k: k in ("mAP", "R1", "R5", "R10", "mINP")),
+           ("learning rate", lambda k: k == "lr"),
+           ("throughput (images/s)", lambda k: k == "images_per_s"))
+
+
+def plot_training_curves(log_csv: str | Path, path: str | Path, title: str = "training") -> Path:
+    """Write the curves of a run's ``log.csv`` (losses, retrieval metrics, lr, speed) as one PNG."""
+    cols = read_log(log_csv)
+    x_key = "epoch" if "epoch" in cols else "step"
+    if x_key not in cols:
+        raise ValueError(f"{log_csv}: needs a 'step' or 'epoch' column; found {sorted(cols)}")
+    x = cols[x_key]
+    panels = [(name, [k for k in sorted(cols) if pick(k) and k != x_key]) for name, pick in _PANELS]
+    panels = [(n, ks) for n, ks in panels if ks]
+    if not panels:
+        raise ValueError(f"{log_csv}: no loss, metric, lr or speed columns to plot; found {sorted(cols)}")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), dpi=110, squeeze=False)
+    for ax, (name, keys) in zip(axes[0], panels):
+        for k in keys:
+            ok = ~np.isnan(cols[k])
+            ax.plot(x[ok], cols[k][ok], marker="o" if ok.sum() < 30 else None, markersize=3, label=k)
+        ax.set(title=name, xlabel=x_key)
+        ax.grid(alpha=0.3)
+        if name == "learning rate":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
