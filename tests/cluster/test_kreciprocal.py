@@ -46,6 +46,8 @@ def test_rows_subset_and_faiss_agree():
     np.testing.assert_allclose(_dense(part), _dense(full)[rows], atol=1e-6)
     via_faiss = jaccard_distance(x, 20, 6, convention="rerank", knn="faiss")
     np.testing.assert_allclose(_dense(via_faiss), _dense(full), atol=1e-5)
+    via_bf16 = jaccard_distance(x, 20, 6, convention="rerank", precision="bf16")
+    np.testing.assert_allclose(_dense(via_bf16), _dense(full), atol=1e-5)
 
 
 def test_knn_graph_self_first_and_exact():

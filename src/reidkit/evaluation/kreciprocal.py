@@ -28,145 +28,21 @@ the expansion test is ``|R(j, k1/2) & R(i, k1)| > 2/3 * |R(j, k1/2)|`` evaluated
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+
+from reidkit.evaluation.knn_graph import (KnnError, KnnGraph, KnnMethod, Precision, check_features,
+                                         knn_graph, row_max_sq_distance)
+
+__all__ = ["KReciprocalError", "KnnGraph", "knn_graph", "row_max_sq_distance", "kreciprocal_encoding",
+           "jaccard_from_encoding", "jaccard_distance"]
 
 Convention = Literal["rerank", "cluster"]
-KnnMethod = Literal["auto", "torch", "faiss"]
 
 
-class KReciprocalError(ValueError):
-    """Bad input to the k-reciprocal kernel (shapes, k values, non-finite features)."""
-
-
-@dataclass(frozen=True)
-class KnnGraph:
-    """The K nearest neighbours of each of N samples, nearest first, self at rank 0.
-
-    ``indices`` (N, K) int64; ``sqdist`` (N, K) float32 squared Euclidean distances;
-    ``row_max`` (N,) float32 largest squared distance from each sample to any sample (needed by the
-    re-ranking convention), or None when it was not computed.
-    """
-
-    indices: np.ndarray
-    sqdist: np.ndarray
-    row_max: np.ndarray | None = None
-
-
-# --------------------------------------------------------------------------------------------------
-# 1. kNN graph
-# --------------------------------------------------------------------------------------------------
-
-def _check_features(features) -> np.ndarray:
-    if isinstance(features, torch.Tensor):
-        features = features.detach().cpu().numpy()
-    x = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise KReciprocalError(f"features must be a non-empty (N, D) array, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise KReciprocalError("features contain NaN or Inf")
-    return x
-
-
-def _self_first(idx: np.ndarray, dist: np.ndarray) -> None:
-    """Make every row i start with i (exact duplicates may otherwise outrank self), in place."""
-    n = idx.shape[0]
-    rows = np.flatnonzero(idx[:, 0] != np.arange(n))
-    for i in rows:
-        r, dr = idx[i].tolist(), dist[i].tolist()
-        if i in r:
-            p = r.index(i)
-            del r[p], dr[p]
-        else:
-            r.pop(), dr.pop()
-        idx[i] = [i] + r
-        dist[i] = [0.0] + dr
-
-
-def _knn_torch(x: np.ndarray, k: int, block: int, want_max: bool) -> KnnGraph:
-    n = x.shape[0]
-    xt = torch.from_numpy(x)
-    sq = (xt * xt).sum(1)
-    idx = np.empty((n, k), dtype=np.int64)
-    dist = np.empty((n, k), dtype=np.float32)
-    row_max = np.empty(n, dtype=np.float32) if want_max else None
-    with torch.no_grad():
-        for s in range(0, n, block):
-            e = min(n, s + block)
-            # d = |a|^2 + |b|^2 - 2 a.b, one (B, N) block at a time: memory O(block * N)
-            d = torch.addmm(sq[None, :], xt[s:e], xt.T, beta=1.0, alpha=-2.0)
-            d.add_(sq[s:e, None]).clamp_(min=0.0)
-            if want_max:
-                row_max[s:e] = d.max(1).values.numpy()
-            ar = torch.arange(e - s)
-            d[ar, ar + s] = -1.0  # self first, whatever rounding says
-            v, ix = torch.topk(d, k, dim=1, largest=False, sorted=True)
-            v[:, 0] = 0.0
-            idx[s:e] = ix.numpy()
-            dist[s:e] = v.numpy()
-    return KnnGraph(idx, dist, row_max)
-
-
-def _knn_faiss(x: np.ndarray, k: int, want_max: bool) -> KnnGraph:
-    import faiss
-
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(x)
-    dist, idx = index.search(x, k)
-    idx = idx.astype(np.int64)
-    dist = np.maximum(dist, 0.0).astype(np.float32)
-    _self_first(idx, dist)
-    row_max = None
-    if want_max:
-        # the farthest point under L2 is the nearest under the inner product with -x, up to norms;
-        # faiss has no "farthest" search, so scan once in blocks with torch (no N x N matrix).
-        row_max = _row_max_sqdist(x)
-    return KnnGraph(idx, dist, row_max)
-
-
-def _row_max_sqdist(x: np.ndarray, block: int = 2048, rows: np.ndarray | None = None) -> np.ndarray:
-    xt = torch.from_numpy(x)
-    sq = (xt * xt).sum(1)
-    q = xt if rows is None else xt[torch.from_numpy(np.asarray(rows, dtype=np.int64))]
-    qsq = (q * q).sum(1)
-    out = np.empty(q.shape[0], dtype=np.float32)
-    with torch.no_grad():
-        for s in range(0, q.shape[0], block):
-            e = min(q.shape[0], s + block)
-            d = torch.addmm(sq[None, :], q[s:e], xt.T, beta=1.0, alpha=-2.0).add_(qsq[s:e, None])
-            out[s:e] = d.clamp_(min=0.0).max(1).values.numpy()
-    return out
-
-
-def row_max_sq_distance(features, rows=None) -> np.ndarray:
-    """(len(rows),) float32: max_j |f_i - f_j|^2 over all N samples j, for each i in ``rows``.
-
-    The classic re-ranking divides each row of the squared distance by this before both the
-    V weights and the final blend ``(1 - lambda) d_J + lambda d / max``.
-    """
-    return _row_max_sqdist(_check_features(features), rows=rows)
-
-
-def knn_graph(features, k: int, method: KnnMethod = "auto", block: int = 1024,
-              want_row_max: bool = False) -> KnnGraph:
-    """Exact k nearest neighbours (squared Euclidean) of every row of ``features`` (N, D), self first.
-
-    ``method``: ``"torch"`` (blocked GEMM + top-k, O(block * N) workspace), ``"faiss"`` (IndexFlatL2)
-    or ``"auto"`` (the faster one on CPU: torch).
-    """
-    x = _check_features(features)
-    n = x.shape[0]
-    if not 1 <= k <= n:
-        raise KReciprocalError(f"k={k} must be between 1 and the number of samples N={n}")
-    if method == "faiss":
-        return _knn_faiss(x, k, want_row_max)
-    if method not in ("auto", "torch"):
-        raise KReciprocalError(f"unknown kNN method {method!r}; use 'auto', 'torch' or 'faiss'")
-    return _knn_torch(x, k, block, want_row_max)
+KReciprocalError = KnnError  # one ValueError subclass for bad input anywhere in the kernel
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,17 +67,26 @@ def _reciprocal(a: sp.csr_matrix) -> sp.csr_matrix:
     return r
 
 
-def _pair_sqdist(x: np.ndarray, sq: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                 chunk: int = 1 << 16) -> np.ndarray:
-    """|x_r - x_c|^2 for paired index arrays, chunked so the gathered rows stay small."""
-    out = np.empty(rows.size, dtype=np.float32)
-    xt = torch.from_numpy(x)
-    for s in range(0, rows.size, chunk):
-        r = torch.from_numpy(rows[s:s + chunk])
-        c = torch.from_numpy(cols[s:s + chunk])
-        dots = (xt[r] * xt[c]).sum(1).numpy()
-        out[s:s + chunk] = sq[rows[s:s + chunk]] + sq[cols[s:s + chunk]] - 2.0 * dots
-    return np.maximum(out, 0.0)
+def _pair_sqdist(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, cols: np.ndarray,
+                 chunk: int = 1 << 15) -> np.ndarray:
+    """|x_r - x_c|^2 for paired index arrays (sorted by (r, c)): read from the kNN graph when the pair
+    is in it (most are), otherwise computed from the features in chunks."""
+    n, k = graph.indices.shape
+    order = np.argsort(graph.indices, axis=1)
+    gkeys = (np.arange(n, dtype=np.int64)[:, None] * n + np.take_along_axis(graph.indices, order, 1)).ravel()
+    gvals = np.take_along_axis(graph.sqdist, order, 1).ravel()
+    keys = rows * n + cols
+    pos = np.minimum(np.searchsorted(gkeys, keys), gkeys.size - 1)
+    hit = gkeys[pos] == keys
+    out = np.where(hit, gvals[pos], 0.0).astype(np.float32)
+    miss = np.flatnonzero(~hit)
+    sq = np.einsum("nd,nd->n", x, x)
+    for s in range(0, miss.size, chunk):
+        m = miss[s:s + chunk]
+        r, c = rows[m], cols[m]
+        dots = np.einsum("nd,nd->n", x.take(r, axis=0), x.take(c, axis=0))
+        out[m] = np.maximum(sq[r] + sq[c] - 2.0 * dots, 0.0)
+    return out
 
 
 def _segment_softmax_neg(d: np.ndarray, indptr: np.ndarray) -> np.ndarray:
@@ -214,12 +99,13 @@ def _segment_softmax_neg(d: np.ndarray, indptr: np.ndarray) -> np.ndarray:
 
 
 def kreciprocal_encoding(features, k1: int = 30, k2: int = 6, *, convention: Convention = "cluster",
-                         knn: KnnMethod = "auto", graph: KnnGraph | None = None) -> sp.csr_matrix:
+                         knn: KnnMethod = "auto", precision: Precision = "auto",
+                         graph: KnnGraph | None = None) -> sp.csr_matrix:
     """The k-reciprocal encoding after local query expansion: (N, N) float32 CSR, rows sum to 1.
 
     ``graph`` may pass a precomputed :func:`knn_graph` with at least max(list length, k2) columns.
     """
-    x = _check_features(features)
+    x = check_features(features)
     n = x.shape[0]
     if convention not in ("rerank", "cluster"):
         raise KReciprocalError(f"unknown convention {convention!r}; use 'rerank' or 'cluster'")
@@ -230,7 +116,7 @@ def kreciprocal_encoding(features, k1: int = 30, k2: int = 6, *, convention: Con
     k2 = min(k2, n)
     kneed = max(length, k2)
     if graph is None:
-        graph = knn_graph(x, kneed, method=knn, want_row_max=convention == "rerank")
+        graph = knn_graph(x, kneed, method=knn, precision=precision, want_row_max=convention == "rerank")
     if graph.indices.shape[1] < kneed:
         raise KReciprocalError(f"kNN graph has {graph.indices.shape[1]} columns, need {kneed}")
 
@@ -256,10 +142,9 @@ def kreciprocal_encoding(features, k1: int = 30, k2: int = 6, *, convention: Con
     # Gaussian-kernel weights on the expanded sets.
     er = np.repeat(np.arange(n), np.diff(expanded.indptr))
     ec = expanded.indices.astype(np.int64)
-    sq = (x.astype(np.float32) ** 2).sum(1)
-    d = _pair_sqdist(x, sq, er, ec).astype(np.float64)
+    d = _pair_sqdist(x, graph, er, ec).astype(np.float64)
     if convention == "rerank":
-        rmax = graph.row_max if graph.row_max is not None else _row_max_sqdist(x)
+        rmax = graph.row_max if graph.row_max is not None else row_max_sq_distance(x)
         d = d / np.maximum(rmax[er].astype(np.float64), 1e-12)
     w = _segment_softmax_neg(d, expanded.indptr).astype(np.float32)
     v = sp.csr_matrix((w, expanded.indices, expanded.indptr), shape=(n, n))
@@ -346,7 +231,8 @@ def jaccard_from_encoding(v: sp.csr_matrix, rows: np.ndarray | None = None,
 
 
 def jaccard_distance(features, k1: int = 30, k2: int = 6, *, convention: Convention = "cluster",
-                     knn: KnnMethod = "auto", rows=None, max_pairs: int = 1 << 22) -> sp.csr_matrix:
+                     knn: KnnMethod = "auto", precision: Precision = "auto", rows=None,
+                     max_pairs: int = 1 << 22) -> sp.csr_matrix:
     """Sparse k-reciprocal Jaccard distance of ``features`` (N, D) float32.
 
     Returns a (len(rows), N) float32 ``scipy.sparse.csr_matrix`` (rows default to all N) holding d_J in
@@ -358,5 +244,5 @@ def jaccard_distance(features, k1: int = 30, k2: int = 6, *, convention: Convent
     rows=range(nq))[:, nq:]``, then blend with the original distance divided by
     :func:`row_max_sq_distance`: ``final = (1 - lambda) d_J + lambda d / max``, absent d_J being 1.
     """
-    v = kreciprocal_encoding(features, k1, k2, convention=convention, knn=knn)
+    v = kreciprocal_encoding(features, k1, k2, convention=convention, knn=knn, precision=precision)
     return jaccard_from_encoding(v, None if rows is None else np.asarray(rows), max_pairs=max_pairs)

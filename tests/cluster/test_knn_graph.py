@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from reidkit.evaluation import knn_graph as G
+
+from kreciprocal_reference import blobs
+
+
+def _dense(x):
+    x = x.astype(np.float64)
+    return ((x[:, None] - x[None]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("margin", [24, 2])
+def test_bf16_shortlist_is_exact(margin):
+    # margin=2 makes many rows fail the certificate, exercising the fp32 fallback
+    x, _ = blobs(n_ids=30, per_id=20, dim=48, spread=1.0, seed=1)
+    x = x * np.linspace(0.5, 4.0, len(x), dtype=np.float32)[:, None]  # varied norms
+    d = _dense(x)
+    np.fill_diagonal(d, -1)
+    ref = np.argsort(d, axis=1, kind="stable")[:, :20]
+    g, n_failed = G._knn_torch(x, 20, 128, True, True, margin)
+    if margin == 2:
+        assert n_failed > 0
+    assert (g.indices[:, 0] == np.arange(len(x))).all()
+    # same neighbour sets (order may differ only between numerically tied distances)
+    same = np.mean([set(a) == set(b) for a, b in zip(g.indices, ref)])
+    assert same == 1.0
+    dd = _dense(x)
+    np.testing.assert_allclose(g.sqdist, np.take_along_axis(dd, g.indices, 1), rtol=1e-4, atol=1e-4)
+    assert (np.diff(g.sqdist, axis=1) >= 0).all()
+    np.testing.assert_allclose(g.row_max, dd.max(1), rtol=1e-5)
+
+
+def test_public_knn_graph_methods_agree():
+    x, _ = blobs(n_ids=10, per_id=30, dim=16, spread=1.0, seed=2)
+    graphs = [G.knn_graph(x, 12, method=m, precision=p) for m, p in
+              [("torch", "fp32"), ("torch", "bf16"), ("faiss", "auto")]]
+    for g in graphs[1:]:
+        assert np.mean([set(a) == set(b) for a, b in zip(g.indices, graphs[0].indices)]) == 1.0
+    with pytest.raises(G.KnnError, match="k=0"):
+        G.knn_graph(x, 0)
