@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "pretrain_cmd",
     "cfs_cmd",
     "train_cmd",
+    "models_cmd",
     "index_cmd",
 ]
 
