@@ -1,0 +1,176 @@
+"""DINO pre-training throughput (images/s), model step and multi-crop augmentation.
+
+Model step: one full DINO iteration (teacher on 2 globals, student on all views, loss, backward,
+per-parameter clip, AdamW, EMA) on random tensors, so data loading is not measured. Peer in the
+same run: one supervised fine-tuning step of the same backbone (one view per image, BNNeck + CE)
+-- the ratio says how much more an image costs in pre-training than in fine-tuning.
+
+Augmentation: our explicit-RNG multi-crop (``reidkit.data.multicrop``) per image on one core.
+Peer: the same ops composed from torchvision transforms (``RandomApply``, ``ColorJitter``,
+``GaussianBlur``, ``RandomSolarize``), the way the official DINO code builds them.
+
+    uv run python bench/pretrain_speed.py                 # tiny CPU recipe + ViT-S 256x128
+    uv run python bench/pretrain_speed.py --quick         # fewer iterations
+    uv run python bench/pretrain_speed.py --device cuda --precision bf16 --batch 64   # on a GPU
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from reidkit.data.multicrop import MultiCrop, MultiCropConfig
+from reidkit.losses.dino import DINOLoss
+from reidkit.methods.pretrain_dino import DINOModel, clip_gradients, ema_update, param_groups
+from reidkit.models import build_model
+from reidkit.models.dino_head import DINOHead
+
+RECIPES = {
+    # name: (preset, global (H, W), local (H, W), locals, head out_dim)
+    "tiny CPU recipe (vit_tiny 128x64, 2+4 crops)": ("vit_tiny", (128, 64), (64, 32), 4, 4096),
+    "paper ViT-S/16 256x128, 2+8 crops": ("vit_small", (256, 128), (128, 64), 8, 65536),
+}
+
+
+def dino_step_speed(preset, gsize, lsize, n_local, out_dim, batch, iters, device, precision) -> float:
+    backbone = build_model(preset, img_size=gsize, drop_path_rate=0.1).backbone
+    embed = backbone.embed_dim
+    student = DINOModel(backbone, DINOHead(embed, out_dim))
+    teacher = DINOModel(build_model(preset, img_size=gsize, drop_path_rate=0.0).backbone, DINOHead(embed, out_dim))
+    teacher.load_state_dict(student.state_dict())
+    student.to(device), teacher.to(device)
+    for p in teacher.parameters():
+        p.requires_grad = False
+    loss_fn = DINOLoss(out_dim, 2 + n_local, epochs=1).to(device)
+    opt = torch.optim.AdamW(param_groups(student), lr=1e-4)
+    views = [torch.randn(batch, 3, *gsize, device=device) for _ in range(2)]
+    views += [torch.randn(batch, 3, *lsize, device=device) for _ in range(n_local)]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            with torch.no_grad():
+                t_out = teacher(views[:2])
+            loss = loss_fn(student(views), t_out, 0)
+        opt.zero_grad(set_to_none=True)
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
+        clip_gradients(student, 3.0)
+        (scaler.step(opt), scaler.update()) if scaler else opt.step()
+        ema_update(teacher, student, 0.996)
+
+    return _time(step, batch, iters, device)
+
+
+def supervised_step_speed(preset, gsize, batch, iters, device, precision) -> float:
+    model = build_model(preset, num_classes=751, img_size=gsize).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    x = torch.randn(batch, 3, *gsize, device=device)
+    y = torch.randint(0, 751, (batch,), device=device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits, _ = model(x)
+            loss = torch.nn.functional.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return _time(step, batch, iters, device)
+
+
+def _time(step, batch, iters, device) -> float:
+    step()  # warm-up (allocations, kernels)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * iters / (time.perf_counter() - t0)
+
+
+def torchvision_multicrop(cfg: MultiCropConfig):
+    """The official DINO way: torchvision Compose pipelines (global 1, global 2, local)."""
+    import torchvision.transforms as T
+
+    flip_color = T.Compose([T.RandomHorizontalFlip(p=0.5),
+                            T.RandomApply([T.ColorJitter(*cfg.color_jitter)], p=cfg.color_jitter_p),
+                            T.RandomGrayscale(p=cfg.grayscale_p)])
+    norm = T.Compose([T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
+    blur = lambda p: T.RandomApply([T.GaussianBlur(9, sigma=cfg.blur_radius)], p=p)  # noqa: E731
+    bic = T.InterpolationMode.BICUBIC
+    g1 = T.Compose([T.RandomResizedCrop(cfg.global_size, cfg.global_scale, interpolation=bic), flip_color,
+                    blur(cfg.blur_p[0]), norm])
+    g2 = T.Compose([T.RandomResizedCrop(cfg.global_size, cfg.global_scale, interpolation=bic), flip_color,
+                    blur(cfg.blur_p[1]), T.RandomSolarize(128, p=cfg.solarize_p), norm])
+    loc = T.Compose([T.RandomResizedCrop(cfg.local_size, cfg.local_scale, interpolation=bic), flip_color,
+                     blur(cfg.blur_p[2]), norm])
+    return lambda img: [g1(img), g2(img)] + [loc(img) for _ in range(cfg.local_crops_number)]
+
+
+def augmentation_speed(cfg: MultiCropConfig, src_size, n) -> tuple[float, float]:
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (*src_size, 3), dtype=np.uint8))
+    ours, peer = MultiCrop(cfg), torchvision_multicrop(cfg)
+    rng = random.Random(0)
+    ours(img, rng), peer(img)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        ours(img, rng)
+    t1 = time.perf_counter()
+    for _ in range(n):
+        peer(img)
+    t2 = time.perf_counter()
+    return n / (t1 - t0), n / (t2 - t1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--batch", type=int, default=0, help="images per step (default: 16 tiny / 8 ViT-S on CPU)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    console = Console()
+    table = Table(title=f"DINO pre-training throughput on {device.type} "
+                        f"({torch.get_num_threads()} threads, {args.precision})")
+    for col in ("recipe", "batch", "DINO img/s", "supervised img/s (peer)", "DINO / supervised"):
+        table.add_column(col, justify="right" if col != "recipe" else "left")
+    for name, (preset, g, l, n_local, out_dim) in RECIPES.items():
+        small = preset == "vit_tiny"
+        batch = args.batch or (16 if small else 8) * (8 if device.type == "cuda" else 1)
+        iters = (2 if args.quick else 5) if device.type == "cpu" and not small else (3 if args.quick else 10)
+        dino = dino_step_speed(preset, g, l, n_local, out_dim, batch, iters, device, args.precision)
+        sup = supervised_step_speed(preset, g, batch, iters, device, args.precision)
+        table.add_row(name, str(batch), f"{dino:.1f}", f"{sup:.1f}", f"{dino / sup:.2f}")
+    console.print(table)
+
+    aug = Table(title="Multi-crop augmentation, one process (images/s; each image -> all its views)")
+    for col in ("crops", "reidkit multicrop", "torchvision Compose (peer)", "ratio"):
+        aug.add_column(col, justify="right" if col != "crops" else "left")
+    n = 20 if args.quick else 60
+    for name, cfg, src in (("2x128x64 + 4x64x32", MultiCropConfig((128, 64), (64, 32), local_crops_number=4), (128, 64)),
+                           ("2x256x128 + 8x128x64", MultiCropConfig(), (256, 128))):
+        ours, peer = augmentation_speed(cfg, src, n)
+        aug.add_row(name, f"{ours:.1f}", f"{peer:.1f}", f"{ours / peer:.2f}")
+    console.print(aug)
+
+
+if __name__ == "__main__":
+    main()
