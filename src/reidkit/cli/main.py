@@ -24,8 +24,11 @@ COMMAND_MODULES = [
     "pretrain_cmd",
     "cfs_cmd",
     "train_cmd",
+    "adapt_cmd",
     "models_cmd",
+    "eval_cmd",
     "index_cmd",
+    "demo_cmd",
 ]
 
 for _name in COMMAND_MODULES:
