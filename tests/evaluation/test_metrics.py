@@ -82,8 +82,8 @@ def test_ties_and_negative_zero():
     d = np.array([[0.0, -0.0, 0.0]], np.float32)
     res = evaluate_distmat(d, [1], [2, 1, 1], [0], [1, 1, 1], max_rank=3)
     assert res["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)
-    keys = sort_keys(torch.tensor([[-1.0, -2.0, 0.0, 3.0, -0.0]]))
-    assert torch.argsort(keys[0]).tolist() == [1, 0, 2, 4, 3]
+    keys = sort_keys(torch.tensor([[-1.0, -2.0, 0.0, 3.0, -0.0, float("inf"), float("-inf")]]))
+    assert torch.argsort(keys[0]).tolist() == [6, 1, 0, 2, 4, 3, 5]
 
 
 def test_features_api_and_metrics():

@@ -35,15 +35,15 @@ makes every entry a candidate: still correct, only slower.) CUHK03 draws and TPR
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
 from reidkit.evaluation.distances import DistanceFunction, check_metric
 from reidkit.evaluation.featurefile import FeatureSet
+from reidkit.evaluation.threads import one_thread
 
 PROTOCOLS = ("market", "cuhk03", "no-camera")
 DEFAULT_FPRS = (1e-4, 1e-3, 1e-2)
@@ -199,23 +199,6 @@ class _Gallery:
         return rows, cols
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the bookkeeping on one intra-op thread, then restore the caller's setting.
-
-    After the dense pass, each chunk works on arrays of ~1e5 elements. OpenMP fan-out costs more
-    than it saves at that size, and on a busy machine every parallel region can stall for
-    milliseconds waiting for a descheduled worker (measured: a 60k-element sort 0.55 s on 2
-    threads vs 2 ms on 1).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _segment_rank(flags: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """0-based running count of ``flags`` within each row (rows sorted ascending), minus one."""
     c = torch.cumsum(flags.to(torch.int64), 0)
@@ -341,7 +324,7 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
         e = min(n_q, s + chunk)
         d = gal.columns(rows(s, e))
         q_sidx = None if sidx is None else sidx[s:e]
-        with _one_thread():
+        with one_thread():
             r, k, rank, n_pos = rank_positives(d, qp[s:e], qc[s:e], gal, q_sidx, protocol, s)
             ok = n_pos > 0
             prec_sum = torch.zeros(e - s, dtype=torch.float64).index_add_(0, r, (k + 1) / (rank + 1).double())

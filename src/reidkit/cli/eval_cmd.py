@@ -1,0 +1,135 @@
+"""``reidkit eval QUERY_FEATURES GALLERY_FEATURES``: metrics of two feature files, with optional re-ranking."""
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from reidkit.cli.common import console, err_console, user_errors
+
+
+class Metric(str, Enum):
+    cosine = "cosine"
+    euclidean = "euclidean"
+
+
+class Protocol(str, Enum):
+    auto = "auto"
+    market = "market"
+    cuhk03 = "cuhk03"
+    no_camera = "no-camera"
+
+
+class Rerank(str, Enum):
+    none = "none"
+    kreciprocal = "kreciprocal"
+    gcr = "gcr"
+    qe = "qe"
+
+
+def resolve_protocol(protocol: str, query, gallery) -> str:
+    """``auto``: the Market protocol when both sets carry camera ids, else ``no-camera``."""
+    if protocol != "auto":
+        return protocol
+    known = (query.camids >= 0).any() and (gallery.camids >= 0).any()
+    return "market" if known else "no-camera"
+
+
+def rerank_params(method: str, k1, k2, lam, beta1, beta2, scale, rounds, gcr_mode, pvg, pvg_lambda,
+                  qe_k, qe_alpha, qe_times) -> dict:
+    """The chosen method's keyword arguments; options left unset keep the method's defaults."""
+    chosen = {
+        "kreciprocal": {"k1": k1, "k2": k2, "lambda_value": lam},
+        "gcr": {"k1": k1, "k2": k2, "beta1": beta1, "beta2": beta2, "scale": scale, "rounds": rounds,
+                "mode": gcr_mode, "pvg": pvg, "pvg_lambda": pvg_lambda},
+        "qe": {"k": qe_k, "alpha": qe_alpha, "times": qe_times},
+    }.get(method, {})
+    return {k: v for k, v in chosen.items() if v is not None}
+
+
+def eval_command(
+    query_features: Path = typer.Argument(..., help="Query feature file (.safetensors or .npz)."),
+    gallery_features: Path = typer.Argument(..., help="Gallery feature file (.safetensors or .npz)."),
+    metric: Metric = typer.Option(Metric.cosine, help="Distance between features."),
+    protocol: Protocol = typer.Option(Protocol.auto, help="auto = market when camera ids are known, else no-camera."),
+    max_rank: int = typer.Option(50, help="Length of the CMC curve."),
+    rerank: Rerank = typer.Option(Rerank.none, help="Re-ranking applied before the metrics."),
+    k1: Optional[int] = typer.Option(None, help="kreciprocal k1 (20) / gcr kNN size (15)."),
+    k2: Optional[int] = typer.Option(None, help="kreciprocal k2 (6) / gcr cross-camera kNN size (3)."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="kreciprocal weight of the original distance (0.3)."),
+    beta1: Optional[float] = typer.Option(None, help="gcr kernel temperature of the kNN graph (0.2)."),
+    beta2: Optional[float] = typer.Option(None, help="gcr kernel temperature of the cross-camera graph (0.2)."),
+    scale: Optional[float] = typer.Option(None, help="gcr mix: 0 = kNN graph only, 1 = cross-camera only (0.3)."),
+    rounds: Optional[int] = typer.Option(None, help="gcr propagation rounds (3)."),
+    gcr_mode: Optional[str] = typer.Option(None, help="gcr normalisation: nonsym, sym or localk (nonsym)."),
+    pvg: Optional[bool] = typer.Option(None, "--pvg/--no-pvg", help="gcr profile vectors per camera (on)."),
+    pvg_lambda: Optional[float] = typer.Option(None, help="gcr profile-vector ridge (10)."),
+    qe_k: Optional[int] = typer.Option(None, help="qe neighbours (5)."),
+    qe_alpha: Optional[float] = typer.Option(None, help="qe weight exponent, 0 = average QE (3)."),
+    qe_times: Optional[int] = typer.Option(None, help="qe rounds (1)."),
+    tpr: bool = typer.Option(False, "--tpr", help="Also report TPR at FPR 1e-4, 1e-3, 1e-2."),
+    cuhk03_repeats: int = typer.Option(10, help="Random single-shot draws of the cuhk03 protocol."),
+    seed: int = typer.Option(0, help="Seed of the cuhk03 draws."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+) -> None:
+    """Evaluate QUERY against GALLERY: CMC, mAP, mINP (and TPR@FPR), with optional re-ranking."""
+    with user_errors():
+        from reidkit.evaluation.featurefile import load_features
+        from reidkit.evaluation.metrics import DEFAULT_FPRS, evaluate
+        from reidkit.evaluation.rerank import apply_rerank
+
+        query, gallery = load_features(query_features), load_features(gallery_features)
+        proto = resolve_protocol(protocol.value, query, gallery)
+        params = rerank_params(rerank.value, k1, k2, lam, beta1, beta2, scale, rounds, gcr_mode, pvg,
+                               pvg_lambda, qe_k, qe_alpha, qe_times)
+        start = time.perf_counter()
+        distmat, query, gallery = apply_rerank(rerank.value, query, gallery, metric=metric.value, **params)
+        rerank_s = time.perf_counter() - start
+        res = evaluate(distmat, query=query, gallery=gallery, metric=metric.value, protocol=proto,
+                       max_rank=max_rank, tpr_fprs=DEFAULT_FPRS if tpr else None,
+                       cuhk03_repeats=cuhk03_repeats, seed=seed)
+        seconds = time.perf_counter() - start
+        if as_json:
+            out = {"mAP": res["mAP"], "mINP": res["mINP"], "cmc": [float(c) for c in res["cmc"]],
+                   "num_valid_queries": res["num_valid_queries"],
+                   "num_skipped_queries": res["num_skipped_queries"], "protocol": proto,
+                   "metric": metric.value, "rerank": rerank.value, "rerank_params": params,
+                   "seconds": round(seconds, 4)}
+            if tpr:
+                out["tpr@fpr"] = {f"{f:g}": v for f, v in res["tpr@fpr"].items()}
+            typer.echo(json.dumps(out))
+            return
+        _print_table(res, query_features, gallery_features, proto, metric.value, rerank.value, params,
+                     rerank_s, seconds, len(query), len(gallery))
+
+
+def _print_table(res, qpath, gpath, proto, metric, rerank, params, rerank_s, seconds, n_q, n_g) -> None:
+    from rich.table import Table
+
+    cmc = res["cmc"]
+    ranks = [r for r in (1, 5, 10, 20) if r <= len(cmc)]
+    title = f"{Path(qpath).name} vs {Path(gpath).name}: {n_q} queries x {n_g} gallery"
+    table = Table(title=title)
+    for col in [f"R{r}" for r in ranks] + ["mAP", "mINP"]:
+        table.add_column(col, justify="right")
+    table.add_row(*[f"{100 * cmc[r - 1]:.2f}" for r in ranks], f"{100 * res['mAP']:.2f}", f"{100 * res['mINP']:.2f}")
+    console.print(table)
+    extra = ", ".join(f"{k}={v}" for k, v in params.items())
+    console.print(f"protocol {proto}, metric {metric}, re-ranking {rerank}{f' ({extra})' if extra else ''}; "
+                  f"{res['num_valid_queries']} valid queries, {res['num_skipped_queries']} skipped "
+                  f"(no valid gallery match); {seconds:.2f} s" + (f" ({rerank_s:.2f} s re-ranking)" if rerank != "none" else ""),
+                  highlight=False)
+    if "tpr@fpr" in res:
+        console.print("TPR@FPR: " + ", ".join(f"{f:g}: {100 * v:.2f}%" for f, v in res["tpr@fpr"].items()),
+                      highlight=False)
+    if res["num_skipped_queries"] and res["num_valid_queries"] < res["num_skipped_queries"]:
+        err_console.print("[yellow]warning:[/] most queries have no valid gallery match; check the camera "
+                          "ids or use --protocol no-camera")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="eval")(eval_command)

@@ -1,0 +1,279 @@
+"""GCR: graph-convolution re-ranking (Zhang et al., arXiv 2107.02220), output = refined features.
+
+Instead of replacing distances, GCR smooths the features over neighbourhood graphs, so ranking
+afterwards stays a plain Euclidean/cosine search (and an ANN index still works). With X (N, d) the
+L2-normalised features of queries and gallery stacked, one round is:
+
+1. A = X X^T (cosine affinity), in row blocks -- never N x N in memory.
+2. Global kNN graph:   W1_ij = exp(A_ij / beta1) for the k1 largest A_ij of row i (self included).
+3. Cross-camera graph: W2_ij = exp(A_ij / beta2) for the k2 largest A_ij over j in another camera,
+   plus self (the official code sets same-camera affinities to -2 except the diagonal).
+4. L = D_r^{-1/2} W D_c^{-1/2} with D_r, D_c the row and column sums of W (``mode='nonsym'``,
+   the default); ``mode='sym'`` first symmetrises W <- (W + W^T) / 2.
+5. X <- normalise(s L2 X + (1 - s) L1 X), s = ``scale`` (0: kNN graph only; 1: cross-camera only).
+
+``mode='localk'`` is the decentralised variant: every node builds a small fully connected kernel
+over itself and its neighbours (top k1, top k2 cross-camera, positive affinity only), normalises it
+symmetrically and reads its own row. Here every node uses the features of the previous round
+(Jacobi order: the result does not depend on row order, unlike the official in-place loop).
+
+Rounds rebuild the graphs from the updated features. Defaults are the official Market-1501 config
+(k1=15, k2=3, beta1=beta2=0.2, scale=0.3, 3 rounds, PVG on with lambda=10); without camera ids set
+``scale=0`` (``gcr`` does it for you when every camera is -1).
+
+Profile vectors (PVG, the GCRV video extension): per camera c, from the *gallery* features of c,
+mu_c = mean and P_c = (X_c^T X_c + n_c lambda I)^-1; a sample (or a tracklet's mean feature) becomes
+normalise(P_c (x - mu_c)). ``statistics='all'`` uses one global P, mu. Applied before the rounds.
+
+Speed: the affinity block is a bf16 matrix product (AMX/AVX512-BF16 CPUs and GPUs run it several
+times faster than fp32) used only to shortlist ``k + margin`` candidates; the shortlisted affinities
+are recomputed exactly in fp32 before the top-k, so the graph weights are fp32-accurate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reidkit.evaluation.distances import normalize
+from reidkit.evaluation.threads import one_thread
+
+
+class GCRError(ValueError):
+    """Bad GCR input or parameters."""
+
+
+@dataclass(frozen=True)
+class GCRConfig:
+    """Official Market-1501 defaults (GCN_rerank ``config/market.yml``)."""
+
+    k1: int = 15
+    k2: int = 3
+    beta1: float = 0.2
+    beta2: float = 0.2
+    scale: float = 0.3
+    rounds: int = 3
+    mode: str = "nonsym"  # nonsym | sym | localk
+    pvg: bool = True
+    pvg_lambda: float = 10.0
+    statistics: str = "intra_camera"  # intra_camera | all
+    precision: str = "auto"  # auto | bf16 | fp32 (of the shortlisting product)
+    block: int = 2048
+    margin: int = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# profile vectors
+
+
+def profile_vectors(x: torch.Tensor, camids: torch.Tensor, stats_from: torch.Tensor, lam: float = 10.0,
+                    statistics: str = "intra_camera", tracklets: torch.Tensor | None = None) -> torch.Tensor:
+    """PVG: (N, d) features -> (N, d) profile vectors (L2-normalised).
+
+    ``stats_from`` (N,) bool marks the samples whose statistics define each camera (the gallery).
+    ``tracklets`` (N,) int: samples sharing an id are averaged first and all get the tracklet's
+    profile (video re-ID). Cameras with no statistics samples use the global statistics.
+    """
+    if statistics not in ("intra_camera", "all"):
+        raise GCRError(f"statistics must be 'intra_camera' or 'all', got {statistics!r}")
+    x64 = x.double()
+    if tracklets is not None:
+        uniq, inv = torch.unique(tracklets, return_inverse=True)
+        sums = torch.zeros(len(uniq), x.shape[1], dtype=torch.float64).index_add_(0, inv, x64)
+        cnt = torch.bincount(inv, minlength=len(uniq)).double()[:, None]
+        x64 = (sums / cnt)[inv]
+    d = x.shape[1]
+
+    def stats(rows: torch.Tensor):
+        xc = x64[rows]
+        n = max(len(xc), 1)
+        p = torch.linalg.inv(xc.T @ xc + n * lam * torch.eye(d, dtype=torch.float64))
+        return xc.mean(0) if len(xc) else torch.zeros(d, dtype=torch.float64), p
+
+    out = torch.empty_like(x64)
+    mu_all, p_all = stats(stats_from.nonzero().squeeze(1))
+    cams = torch.unique(camids) if statistics == "intra_camera" else torch.tensor([])
+    done = torch.zeros(len(x), dtype=torch.bool)
+    for c in cams.tolist():
+        members = camids == c
+        src = (members & stats_from).nonzero().squeeze(1)
+        if len(src) == 0:
+            continue
+        mu, p = stats(src)
+        out[members] = (x64[members] - mu) @ p.T
+        done |= members
+    if (~done).any():
+        out[~done] = (x64[~done] - mu_all) @ p_all.T
+    return normalize(out.float())
+
+
+# ---------------------------------------------------------------------------------------------
+# graphs
+
+
+def _use_bf16(precision: str, n: int) -> bool:
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if n < 4096:
+        return False
+    from reidkit.evaluation.knn_graph import bf16_is_fast  # measured once per process
+
+    return bf16_is_fast()
+
+
+def knn_graphs(x: torch.Tensor, camids: torch.Tensor, k1: int, k2: int, *, cross_camera: bool = True,
+               precision: str = "auto", block: int = 2048, margin: int = 8):
+    """Top-k1 affinities per row (self included) and top-k2 cross-camera affinities (+ self).
+
+    Returns ``(idx1, aff1, idx2, aff2)``: (N, k1) / (N, k2) int64 column indices and fp32 cosine
+    affinities, largest first, self first with affinity 1; ``idx2`` is None without ``cross_camera``.
+    Samples are visited grouped by camera so that a row block's own camera is one contiguous column
+    slice (excluded by a cheap slice fill rather than an (B, N) mask).
+    """
+    n = len(x)
+    k1, k2 = min(k1, n), min(k2, n)
+    bf16 = _use_bf16(precision, n)
+    perm = torch.argsort(camids, stable=True)
+    xs, cs = x[perm], camids[perm]
+    xb = xs.bfloat16() if bf16 else xs
+    m1 = min(n, k1 + margin) if bf16 else k1
+    m2 = min(n, k2 + margin) if bf16 else k2
+    idx1 = torch.empty(n, k1, dtype=torch.int64)
+    aff1 = torch.empty(n, k1)
+    idx2 = torch.empty(n, k2, dtype=torch.int64) if cross_camera else None
+    aff2 = torch.empty(n, k2) if cross_camera else None
+    cams, counts = torch.unique_consecutive(cs, return_counts=True)
+    bounds = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).tolist()
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for s in range(lo, hi, block):
+            e = min(hi, s + block)
+            rows = torch.arange(s, e)
+            a = xb[s:e] @ xb.T  # (B, N) affinities, the only O(N) work per row
+            a[rows - s, rows] = 3.0  # self first, whatever the rounding says
+            idx1[s:e], aff1[s:e] = _exact_topk(xs, rows, a, m1, k1)
+            if cross_camera:
+                a[:, lo:hi] = -3.0  # the block's own camera
+                a[rows - s, rows] = 3.0
+                idx2[s:e], aff2[s:e] = _exact_topk(xs, rows, a, m2, k2)
+    # back to the caller's order: row perm[i] of the result is row i here, columns map through perm
+    out = []
+    for idx, aff in ((idx1, aff1), (idx2, aff2)):
+        if idx is None:
+            out += [None, None]
+            continue
+        ri, ra = torch.empty_like(idx), torch.empty_like(aff)
+        ri[perm], ra[perm] = perm[idx], aff
+        out += [ri, ra]
+    return tuple(out)
+
+
+def _exact_topk(x, rows, a, m, k):
+    """Shortlist m columns by the (maybe bf16) block ``a``, re-score them in fp32, keep the top k.
+
+    ``a`` holds 3 on the diagonal (self first) and -3 on excluded (same-camera) entries.
+    """
+    short = torch.topk(a, m, dim=1).indices  # self first
+    if a.dtype == torch.float32 and m == k:
+        aff = torch.gather(a, 1, short)
+    else:
+        cand = torch.index_select(x, 0, short.reshape(-1)).view(*short.shape, x.shape[1])
+        aff = torch.bmm(cand, x[rows[0]:rows[-1] + 1].unsqueeze(2)).squeeze(2)
+        aff.masked_fill_(torch.gather(a, 1, short) <= -3.0, -3.0)
+        aff[:, 0] = 3.0
+        top = torch.topk(aff, k, dim=1)
+        short, aff = torch.gather(short, 1, top.indices), top.values
+    aff[:, 0] = 1.0  # A_ii = 1 on unit vectors
+    return short, aff
+
+
+def propagation(idx: torch.Tensor, aff: torch.Tensor, beta: float, sym: bool):
+    """Sparse L = D_r^-1/2 W D_c^-1/2 with W_ij = exp(A_ij / beta) on the kNN entries; scipy (N, N) CSR."""
+    import scipy.sparse as sp
+
+    n, k = idx.shape
+    a = aff.double().numpy()
+    # exp(A / beta) up to the constant exp(1 / beta), which cancels in L; excluded entries (a row
+    # with fewer than k cross-camera samples) get no weight
+    w = np.where(a <= -2.0, 0.0, np.exp((a - 1.0) / beta)).reshape(-1)
+    rows, cols = np.repeat(np.arange(n), k), idx.numpy().reshape(-1)
+    wm = sp.csr_matrix((w, (rows, cols)), shape=(n, n))  # sums duplicates
+    if sym:
+        wm = ((wm + wm.T) * 0.5).tocsr()
+    dr = np.asarray(wm.sum(1)).ravel()
+    dc = np.asarray(wm.sum(0)).ravel()
+    inv_r = 1.0 / np.sqrt(np.maximum(dr, 1e-300))
+    inv_c = 1.0 / np.sqrt(np.maximum(dc, 1e-300))
+    return (sp.diags(inv_r) @ wm @ sp.diags(inv_c)).astype(np.float32).tocsr()
+
+
+def _localk_round(x: torch.Tensor, idx1, aff1, idx2, aff2, cfg: GCRConfig) -> torch.Tensor:
+    """Decentralised GCR: each node's own row of a symmetric-normalised kernel over its neighbours."""
+
+    def local(idx, aff, beta):
+        nb = x[idx]  # (N, k, d), node itself first
+        keep = (aff > 0).float()  # positive-affinity candidates only (self always: A_ii = 1)
+        gram = torch.einsum("nkd,nld->nkl", nb, nb)
+        w = torch.exp((gram - 1.0) / beta) * keep[:, :, None] * keep[:, None, :]
+        deg = w.sum(2).clamp_min(1e-30)
+        row0 = w[:, 0, :] / torch.sqrt(deg[:, :1] * deg)  # (N, k): node's row of D^-1/2 W D^-1/2
+        return torch.einsum("nk,nkd->nd", row0, nb)
+
+    new = (1 - cfg.scale) * local(idx1, aff1, cfg.beta1)
+    if idx2 is not None and cfg.scale > 0:
+        new = new + cfg.scale * local(idx2, aff2, cfg.beta2)
+    return normalize(new)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole method
+
+
+def gcr(query: np.ndarray, gallery: np.ndarray, q_camids=None, g_camids=None, cfg: GCRConfig | None = None,
+        *, tracklets: np.ndarray | None = None, **overrides) -> tuple[np.ndarray, np.ndarray]:
+    """GCR-refined ``(query', gallery')`` features, float32, L2-normalised.
+
+    ``q_camids``/``g_camids`` (N,) int (-1 or None: unknown -> global graph only). ``tracklets``
+    (N_q + N_g,) int groups samples into tracklets for PVG. Keyword overrides change ``cfg`` fields.
+    """
+    cfg = cfg or GCRConfig()
+    if overrides:
+        cfg = GCRConfig(**{**cfg.__dict__, **overrides})
+    if cfg.mode not in ("nonsym", "sym", "localk"):
+        raise GCRError(f"unknown GCR mode {cfg.mode!r}; use nonsym, sym or localk")
+    if cfg.k1 < 1 or cfg.k2 < 1 or cfg.rounds < 0 or not 0 <= cfg.scale <= 1 or cfg.beta1 <= 0 or cfg.beta2 <= 0:
+        raise GCRError(f"invalid GCR parameters: {cfg}")
+    q = torch.as_tensor(np.asarray(query, dtype=np.float32))
+    g = torch.as_tensor(np.asarray(gallery, dtype=np.float32))
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise GCRError(f"features must be (N, D) with equal D, got {tuple(q.shape)} and {tuple(g.shape)}")
+    n_q = len(q)
+    cams = torch.cat([torch.as_tensor(np.full(n_q, -1) if q_camids is None else np.asarray(q_camids)),
+                      torch.as_tensor(np.full(len(g), -1) if g_camids is None else np.asarray(g_camids))]).long()
+    known = bool((cams >= 0).any())
+    scale = cfg.scale if known else 0.0
+    if cfg.scale != scale:
+        cfg = GCRConfig(**{**cfg.__dict__, "scale": 0.0})
+    x = normalize(torch.cat([q, g]))
+    if not torch.isfinite(x).all():
+        raise GCRError("features contain NaN or Inf")
+    with torch.no_grad():
+        if cfg.pvg:
+            stats_from = torch.arange(len(x)) >= n_q
+            trk = None if tracklets is None else torch.as_tensor(np.asarray(tracklets)).long()
+            with one_thread():  # seven 384 x 384 inverses: threads only add contention
+                x = profile_vectors(x, cams, stats_from, cfg.pvg_lambda, cfg.statistics if known else "all", trk)
+        for _ in range(cfg.rounds):
+            idx1, aff1, idx2, aff2 = knn_graphs(x, cams, cfg.k1, cfg.k2, cross_camera=scale > 0,
+                                                precision=cfg.precision, block=cfg.block, margin=cfg.margin)
+            if cfg.mode == "localk":
+                x = _localk_round(x, idx1, aff1, idx2, aff2, cfg)
+                continue
+            xn = x.numpy()
+            new = (1 - scale) * (propagation(idx1, aff1, cfg.beta1, cfg.mode == "sym") @ xn)
+            if scale > 0:
+                new = new + scale * (propagation(idx2, aff2, cfg.beta2, cfg.mode == "sym") @ xn)
+            x = normalize(torch.from_numpy(np.ascontiguousarray(new, dtype=np.float32)))
+    return x[:n_q].numpy(), x[n_q:].numpy()
