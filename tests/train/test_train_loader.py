@@ -34,6 +34,7 @@ def test_loader_does_not_touch_the_global_rng(tiny_market):
     torch.manual_seed(0)
     before = torch.get_rng_state()
     _batches(records, 0, "none")
+    _batches(records, 1, "memory")
     assert torch.equal(before, torch.get_rng_state())
 
 

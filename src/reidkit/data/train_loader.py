@@ -76,7 +76,8 @@ class CachedImages(Dataset):
         self.images = np.empty((len(records), *first.shape), dtype=np.uint8)
         self.pids = np.empty(len(records), dtype=np.int64)
         self.camids = np.empty(len(records), dtype=np.int64)
-        loader = DataLoader(source, batch_size=64, num_workers=num_workers, collate_fn=_collate_arrays)
+        loader = DataLoader(source, batch_size=64, num_workers=num_workers, collate_fn=_collate_arrays,
+                            generator=torch.Generator())  # own generator: leave the global RNG alone
         with make_progress() as bar:
             task = bar.add_task("decode images into memory", total=len(records), visible=progress)
             for batch in loader:

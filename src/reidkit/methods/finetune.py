@@ -351,7 +351,8 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> Path:
         cache_max_gb=cfg.data.cache_max_gb, pin_memory=device.type == "cuda", on_error=cfg.data.on_error,
         rank=d.rank, world_size=d.world)
 
-    # model, loss, optimiser
+    # model, loss, optimiser; seeded again so that the data setup (cache or not) never changes the init
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
     margin = cfg.loss.id_loss in ("arcface", "cosface", "circle")
     with_classifier = cfg.loss.id_loss == "softmax" and cfg.loss.id_weight > 0
     overrides = {"img_size": size, "drop_path_rate": cfg.model.drop_path_rate, **cfg.model.overrides}
