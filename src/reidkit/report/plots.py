@@ -67,20 +67,29 @@ def read_log(path: str | Path) -> dict[str, np.ndarray]:
 
 
 # Panels of the training-curves figure: which log columns go together.
-_PANELS = (("losses", lambda k: "loss" in k),
-           ("retrieval (%)", lambda k: k in ("mAP", "R1", "R5", "R10", "mINP")),
+_LOSS_NAMES = ("id", "triplet", "center", "dino", "contrast", "memory")
+_METRICS = ("mAP", "R1", "R5", "R10", "mINP")
+_PANELS = (("losses", lambda k: "loss" in k or k in _LOSS_NAMES),
+           ("retrieval (%)", lambda k: k in _METRICS),
+           ("training accuracy", lambda k: k in ("acc", "accuracy")),
            ("learning rate", lambda k: k == "lr"),
            ("throughput (images/s)", lambda k: k == "images_per_s"))
 
 
-def plot_training_curves(log_csv: str | Path, path: str | Path, title: str = "training") -> Path:
-    """Write the curves of a run's ``log.csv`` (losses, retrieval metrics, lr, speed) as one PNG."""
+def plot_training_curves(log_csv: str | Path, path: str | Path, title: str = "training",
+                         x_label: str | None = None) -> Path:
+    """Write the curves of a run's ``log.csv`` (losses, retrieval metrics, accuracy, lr, speed) as one PNG.
+
+    The x axis is the log's ``epoch`` column, else its ``step`` column (named ``x_label`` if given).
+    """
     cols = read_log(log_csv)
     x_key = "epoch" if "epoch" in cols else "step"
     if x_key not in cols:
         raise ValueError(f"{log_csv}: needs a 'step' or 'epoch' column; found {sorted(cols)}")
     x = cols[x_key]
-    panels = [(name, [k for k in sorted(cols) if pick(k) and k != x_key]) for name, pick in _PANELS]
+    order = {k: i for i, k in enumerate(_METRICS)}
+    keys = sorted(cols, key=lambda k: (order.get(k, -1), k))
+    panels = [(name, [k for k in keys if pick(k) and k != x_key]) for name, pick in _PANELS]
     panels = [(n, ks) for n, ks in panels if ks]
     if not panels:
         raise ValueError(f"{log_csv}: no loss, metric, lr or speed columns to plot; found {sorted(cols)}")
@@ -90,7 +99,7 @@ def plot_training_curves(log_csv: str | Path, path: str | Path, title: str = "tr
         for k in keys:
             ok = ~np.isnan(cols[k])
             ax.plot(x[ok], cols[k][ok], marker="o" if ok.sum() < 30 else None, markersize=3, label=k)
-        ax.set(title=name, xlabel=x_key)
+        ax.set(title=name, xlabel=x_label or x_key)
         ax.grid(alpha=0.3)
         if name == "learning rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
