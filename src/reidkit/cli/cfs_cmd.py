@@ -76,7 +76,7 @@ def run_command(
         from reidkit.methods.cfs import CFSConfig, run
 
         cfg = load_config(CFSConfig, config, list(overrides or []))
-        out = run(cfg)
+        out = run(cfg, config_dir=config.parent)
         console.print(f"CFS run folder: [bold]{out}[/] (scores.tsv, cfs_list.txt, random_list.txt, source/, target/)")
 
 

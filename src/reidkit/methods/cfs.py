@@ -330,14 +330,21 @@ class CFSConfig:
     device: str = "auto"
 
 
-def run(cfg: CFSConfig) -> Path:
+def run(cfg: CFSConfig, config_dir: str | os.PathLike | None = None) -> Path:
     """Run the workflow; each finished step is reused on a rerun (the DINO run resumes).
 
     Writes under ``output_dir``: ``source/`` (DINO run), ``target/`` (fine-tune run),
-    ``scores.tsv``, ``cfs_list.txt`` and ``random_list.txt``.
+    ``scores.tsv``, ``cfs_list.txt`` and ``random_list.txt``. Relative recipe paths
+    (``source_pretrain``, ``target_finetune``) are looked up as given, then in ``config_dir``.
     """
     from reidkit.config import load_config, save_config
 
+    def recipe(path: str | None) -> str | None:
+        if path and not Path(path).is_file() and config_dir and (Path(config_dir) / path).is_file():
+            return str(Path(config_dir) / path)
+        return path
+
+    cfg.source_pretrain, cfg.target_finetune = recipe(cfg.source_pretrain), recipe(cfg.target_finetune)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "cfs_config.yaml")
