@@ -77,7 +77,7 @@ def main() -> None:
     for name, t, m_ap, m_inp, cmc in rows:
         table.add_row(name, f"{t:.3f}", f"{t / base[1]:.1f}x", f"{m_ap:.6f}", f"{m_inp:.6f}", f"{cmc[0]:.6f}",
                       f"{np.abs(np.asarray(cmc, np.float64) - base[4]).max():.1e}")
-    Console().print(table)
+    Console(width=120).print(table)
     agree = all(abs(r[2] - base[2]) < 1e-5 and abs(r[3] - base[3]) < 1e-5
                 and np.abs(np.asarray(r[4], np.float64) - base[4]).max() < 1e-5 for r in rows)
     print("numbers agree (|diff| < 1e-5):", agree)
