@@ -191,3 +191,29 @@ def test_errors():
         evaluate_distmat(d, [7, 8], [1, 2, 3], [0, 0], [1, 1, 1])
     with pytest.raises(MetricError, match="NaN"):
         evaluate_distmat(np.full((2, 3), np.nan, np.float32), [1, 2], [1, 2, 3], [0, 0], [1, 1, 1])
+
+
+def test_no_camera_with_junk_and_layouts():
+    rng = np.random.default_rng(13)
+    n = 50
+    pids = rng.integers(-1, 8, n)  # some junk in the gallery (and junk queries: skipped)
+    feats = rng.normal(size=(n, 5)).astype(np.float32)
+    paths = [f"p{i}.png" for i in range(n)]
+    g = FeatureSet(feats, pids, np.full(n, -1), paths)
+    sub = np.array([3, 17, 29, 41, 8, 0])
+    q = FeatureSet(feats[sub], pids[sub], np.full(len(sub), -1), [paths[i] for i in sub])
+    res = evaluate(query=q, gallery=g, protocol="no-camera", metric="euclidean", max_rank=5)
+    dm = ((feats[sub][:, None] - feats[None]) ** 2).sum(-1)
+    ref = reference(dm, pids[sub], pids, None, None, 5, protocol="no-camera", self_index=sub)
+    np.testing.assert_allclose(res["mAP"], ref[0], rtol=1e-9)
+    np.testing.assert_allclose(res["cmc"], ref[2])
+    assert res["num_skipped_queries"] == ref[4]
+
+
+def test_distmat_layouts_and_dtypes():
+    rng = np.random.default_rng(17)
+    d, qp, gp, qc, gc = random_problem(rng)
+    base = evaluate_distmat(d, qp, gp, qc, gc)
+    for variant in (np.asfortranarray(d), d.astype(np.float64), torch.from_numpy(d.T.copy()).T):
+        res = evaluate_distmat(variant, qp, gp, qc, gc, chunk=5)
+        assert res["mAP"] == base["mAP"] and (res["cmc"] == base["cmc"]).all()

@@ -130,7 +130,7 @@ def _distmat_rows(distmat, n_q: int, n_g: int) -> Callable[[int, int], torch.Ten
         raise MetricError(f"distmat must be a 2-D array, got {type(distmat).__name__}")
     if tuple(d.shape) != (n_q, n_g):
         raise MetricError(f"distmat shape {tuple(d.shape)} does not match {n_q} queries x {n_g} gallery")
-    return lambda s, e: d[s:e].float()
+    return lambda s, e: d[s:e].detach().float().cpu().contiguous()
 
 
 def _ordered_bits(d: torch.Tensor) -> torch.Tensor:
@@ -154,12 +154,10 @@ def _candidates(d: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
 
     This is the one pass over the whole chunk. Written as ``not >`` so that NaN distances are
     candidates too, and get caught on the small candidate set instead of by another full pass.
-    On CPU numpy's compare + flatnonzero is several times faster than torch's nonzero.
+    numpy's compare + flatnonzero, several times faster than torch's nonzero on CPU.
     """
-    if d.device.type == "cpu":
-        mask = np.greater(d.numpy(), thr.numpy()[:, None])
-        return torch.from_numpy(np.flatnonzero(np.logical_not(mask, out=mask)))
-    return (~(d > thr[:, None])).view(-1).nonzero().squeeze(1)
+    mask = np.greater(d.numpy(), thr.numpy()[:, None])
+    return torch.from_numpy(np.flatnonzero(np.logical_not(mask, out=mask)))
 
 
 class _Gallery:
@@ -224,7 +222,7 @@ def rank_positives(d: torch.Tensor, qp, qc, gal: _Gallery, self_idx, protocol, r
     last = torch.full((b,), float("-inf")).scatter_reduce_(0, pos_rows, d[pos_rows, cols[~excl]], "amax")
     flat = _candidates(d, last)
     r, c = flat // d.shape[1], flat % d.shape[1]
-    vals = d.view(-1)[flat]
+    vals = d.reshape(-1)[flat]
     if torch.isnan(vals).any():
         raise MetricError(f"distances contain NaN (query row {row0 + int(r[torch.isnan(vals)][0])})")
     # order candidates by (row, distance, gallery index): flat is already (row, index)-ordered, so a
