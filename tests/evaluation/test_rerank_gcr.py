@@ -115,3 +115,12 @@ def test_identity_settings_and_errors():
         gcr(x[:10], x[10:], mode="magic")
     with pytest.raises(GCRError, match="equal D"):
         gcr(x[:10], x[10:, :3])
+
+
+def test_presets():
+    x, cam = problem(4, n=50)
+    a = gcr(x[:10], x[10:], cam[:10], cam[10:], "duke", rounds=1)
+    b = gcr(x[:10], x[10:], cam[:10], cam[10:], k1=13, pvg=False, rounds=1)
+    np.testing.assert_array_equal(a[0], b[0])
+    with pytest.raises(GCRError, match="preset"):
+        gcr(x[:10], x[10:], cam[:10], cam[10:], "cuhk")

@@ -63,6 +63,15 @@ class GCRConfig:
     margin: int = 8
 
 
+# The official per-dataset configs (GCN_rerank ``config/{market,duke,mars}.yml``); MARS runs on
+# tracklets (pass ``tracklets=`` to ``gcr``).
+GCR_PRESETS = {
+    "market": GCRConfig(),
+    "duke": GCRConfig(k1=13, pvg=False),
+    "mars": GCRConfig(),
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # profile vectors
 
@@ -231,13 +240,18 @@ def _localk_round(x: torch.Tensor, idx1, aff1, idx2, aff2, cfg: GCRConfig) -> to
 # the whole method
 
 
-def gcr(query: np.ndarray, gallery: np.ndarray, q_camids=None, g_camids=None, cfg: GCRConfig | None = None,
+def gcr(query: np.ndarray, gallery: np.ndarray, q_camids=None, g_camids=None, cfg: GCRConfig | str | None = None,
         *, tracklets: np.ndarray | None = None, **overrides) -> tuple[np.ndarray, np.ndarray]:
     """GCR-refined ``(query', gallery')`` features, float32, L2-normalised.
 
     ``q_camids``/``g_camids`` (N,) int (-1 or None: unknown -> global graph only). ``tracklets``
-    (N_q + N_g,) int groups samples into tracklets for PVG. Keyword overrides change ``cfg`` fields.
+    (N_q + N_g,) int groups samples into tracklets for PVG. ``cfg`` is a ``GCRConfig`` or a preset
+    name ('market', 'duke', 'mars'); keyword overrides change its fields.
     """
+    if isinstance(cfg, str):
+        if cfg not in GCR_PRESETS:
+            raise GCRError(f"unknown GCR preset {cfg!r}; expected one of {', '.join(GCR_PRESETS)}")
+        cfg = GCR_PRESETS[cfg]
     cfg = cfg or GCRConfig()
     if overrides:
         cfg = GCRConfig(**{**cfg.__dict__, **overrides})
