@@ -120,6 +120,9 @@ def test_wrong_classifier_size_is_named_and_head_false_skips_it():
         load_weights(model, sd)
     report = load_weights(model, sd, head=False)
     assert "classifier.weight" in report.dropped
+    # UDA starts from a supervised model: a model without classifier drops it, with the reason
+    report = load_weights(build_model("vit_micro"), sd)
+    assert "num_classes=0" in report.dropped["classifier.weight"] and not report.unexpected
 
 
 def test_cluster_contrast_usl_checkpoint(tmp_path):

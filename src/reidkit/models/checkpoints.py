@@ -190,6 +190,8 @@ def load_weights(target: nn.Module, source, which: str = "teacher", head: bool =
                 ours = ours[len("backbone."):]
             else:
                 ours, reason = None, "head keys are ignored when loading into a backbone"
+        if ours is not None and ours.startswith("head.classifier.") and ours not in own:
+            ours, reason = None, "the model has no classifier (num_classes=0)"
         if ours is None:
             report.dropped[key] = reason
             continue
