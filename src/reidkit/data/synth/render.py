@@ -36,11 +36,13 @@ def _shade(color, f: float) -> tuple[int, int, int]:
     return tuple(int(min(255, max(0, c * f))) for c in color)  # type: ignore[return-value]
 
 
-def _pattern(ident: Identity, view: str, shape: tuple[int, int], top: float, cx: float, u: float) -> Image.Image:
-    """The upper garment's fabric over the whole canvas, (H, W, 3) as an image."""
-    h, w = shape
-    ys = (np.arange(h, dtype=np.float32)[:, None] - top) / u
-    xs = (np.arange(w, dtype=np.float32)[None, :] - cx) / u
+def _pattern(ident: Identity, view: str, box: tuple[int, int, int, int], top: float, cx: float,
+             u: float) -> Image.Image:
+    """The upper garment's fabric over the canvas window ``box`` = (x0, y0, x1, y1), as an image."""
+    x0, y0, x1, y1 = box
+    h, w = y1 - y0, x1 - x0
+    ys = (np.arange(y0, y1, dtype=np.float32)[:, None] - top) / u
+    xs = (np.arange(x0, x1, dtype=np.float32)[None, :] - cx) / u
     p = ident.upper_pattern
     if p == "hstripes":
         second = (np.floor(ys / ident.stripe) % 2 == 1) & np.ones_like(xs, bool)
@@ -112,7 +114,12 @@ def draw_person(canvas: Image.Image, ident: Identity, view: str, cx: float, top:
     for ax in arms:
         d.rectangle([ax - aw / 2, y(0.17), ax + aw / 2, y(0.53)], fill=ident.skin)  # bare arm + hand
         md.rectangle([ax - aw / 2 - 1, y(0.165), ax + aw / 2 + 1, y(sleeve_end)], fill=255)
-    canvas.paste(_pattern(ident, view, (canvas.height, canvas.width), top, cx, u), mask=mask)
+    box = mask.getbbox()
+    if box is not None:
+        if ident.upper_pattern == "solid":
+            canvas.paste(ident.upper, box, mask=mask.crop(box))
+        else:  # render the fabric only where the garment is
+            canvas.paste(_pattern(ident, view, box, top, cx, u), box, mask=mask.crop(box))
     if ident.logo is not None and view == "front":
         d.rectangle([cx - 0.05 * u, y(0.24), cx + 0.05 * u, y(0.31)], fill=ident.logo)
 
@@ -197,11 +204,12 @@ def apply_camera(img: Image.Image, camera: Camera, rng: np.random.Generator) -> 
     x = np.asarray(img, np.float32)
     gain = camera.gain * float(rng.uniform(0.93, 1.07))
     grad = 1.0 + camera.light_slope * (0.5 - np.linspace(0, 1, h, dtype=np.float32))[:, None, None]
-    x = x * (gain * np.asarray(camera.cast, np.float32)) * grad
-    x = 128.0 + (x - 128.0) * camera.contrast
+    # light and contrast in one affine map per row and channel: x * a + b
+    a = (gain * camera.contrast) * np.asarray(camera.cast, np.float32) * grad
+    x = x * a + np.float32(128.0 * (1.0 - camera.contrast) + 0.5)
     if camera.noise > 0:
-        x += rng.normal(0.0, camera.noise, x.shape).astype(np.float32)
-    return Image.fromarray(np.clip(x + 0.5, 0, 255).astype(np.uint8))
+        x += rng.standard_normal(x.shape, dtype=np.float32) * np.float32(camera.noise)
+    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
 
 
 def render_crop(ident: Identity, camera: Camera, rng: np.random.Generator, size: tuple[int, int],
