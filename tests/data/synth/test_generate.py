@@ -146,3 +146,22 @@ def test_unlabelled_reader_sees_only_the_pool_images(bench):
     pool = load_dataset("unlabelled", bench.pool)
     assert len(pool.train) == 40
     assert set(read_pool_relevance(bench.root / RELEVANCE_CSV)) == {str(Path(r.path).resolve()) for r in pool.train}
+
+
+def test_cli_prints_statistics_and_clear_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from reidkit.cli.main import app
+
+    out = tmp_path / "cli"
+    args = ["synth", str(out), "--ids", "3", "--cameras", "3", "--domains", "1", "--distractors", "2",
+            "--junk", "1", "--pool-size", "6", "--height", "256", "--width", "128"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "city_a" in res.output and "images/s" in res.output and "pool: 6 images" in res.output
+    with Image.open(next((out / "city_a" / "query").glob("*.jpg"))) as im:
+        assert im.size == (128, 256)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output and "Traceback" not in again.output
+    bad = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--cameras", "12"])
+    assert bad.exit_code == 2 and "SynthConfig.cameras" in bad.output
