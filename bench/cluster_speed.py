@@ -124,7 +124,7 @@ def main() -> None:
     from rich.table import Table
     from sklearn.metrics import adjusted_rand_score
 
-    console = Console()
+    console = Console(width=150)
     console.print(f"k-reciprocal Jaccard (k1=30, k2=6) on {os.cpu_count()} CPU(s), load average "
                   f"{os.getloadavg()[0]:.1f} at start; each case in its own process")
     table = Table(title="Jaccard distance for clustering: reidkit (sparse) vs fast-reid/cluster-contrast (faiss, dense)")
