@@ -99,3 +99,15 @@ def test_load_model_rejects_foreign_files(tmp_path):
         load_model(p)
     with pytest.raises(ModelFileError, match="not found"):
         load_model(tmp_path / "missing.safetensors")
+
+
+def test_backward_with_grad_checkpointing_and_frozen_bn_bias():
+    torch.manual_seed(0)
+    model = build_model("vit_micro_ics", num_classes=3, drop_path_rate=0.1)
+    model.backbone.set_grad_checkpointing(True)
+    model.train()
+    logits, feat = model(torch.randn(4, 3, 64, 32))
+    (logits.logsumexp(1).mean() + feat.pow(2).mean()).backward()
+    assert model.head.bottleneck.bias.grad is None
+    assert model.backbone.patch_embed.conv[0].weight.grad is not None
+    assert model.backbone.blocks[0].attn.qkv.weight.grad.abs().sum() > 0

@@ -21,8 +21,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
-from timm.models import VisionTransformer
-from timm.models._manipulate import checkpoint_seq
+from timm.models import VisionTransformer, checkpoint_seq
 from torch import nn
 
 from reidkit.models.knn_attention import KNNAttention, set_knn
