@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
+from rich.console import Console
 from torch import nn
 
 from reidkit.config import save_config, to_dict
@@ -45,6 +46,9 @@ from reidkit.utils.io import save_json
 from reidkit.utils.metric_log import MetricLog
 from reidkit.utils.progress import make_progress
 from reidkit.utils.seed import seed_everything
+
+
+_console = Console()
 
 
 class FinetuneError(ValueError):
@@ -525,8 +529,7 @@ def _ranks_agree(net: nn.Module, device: torch.device) -> bool:
 
 def _say(d: _Dist, text: str) -> None:
     if d.main:
-        from reidkit.cli.common import console
-        console.print(text, highlight=False)
+        _console.print(text, highlight=False)
 
 
 def _epoch_line(epoch: int, epochs: int, row: dict) -> str:
@@ -543,13 +546,11 @@ def _epoch_line(epoch: int, epochs: int, row: dict) -> str:
 def _print_metrics(metrics: dict[str, float], out: Path) -> None:
     from rich.table import Table
 
-    from reidkit.cli.common import console
-
     table = Table(title=f"fine-tuned model ({out})")
     for k in metrics:
         table.add_column(k, justify="right")
     table.add_row(*(f"{v:.1f}" for v in metrics.values()))
-    console.print(table)
+    _console.print(table)
 
 
 def load_run_summary(run_dir: str | Path) -> dict:
