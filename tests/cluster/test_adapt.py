@@ -28,6 +28,7 @@ def _cfg(synth, out, *extra):
     return load_config(AdaptConfig, None, overrides)
 
 
+@pytest.mark.slow
 def test_usl_run_logs_and_resumes(synth, tmp_path, monkeypatch):
     monkeypatch.setenv("REIDKIT_PROGRESS", "0")
     full = adapt(_cfg(synth, tmp_path / "full"))
@@ -43,11 +44,11 @@ def test_usl_run_logs_and_resumes(synth, tmp_path, monkeypatch):
         assert (full / name).is_file()
 
     # "kill" after epoch 1 (a 1-epoch run), then resume to 2 epochs: same weights as the full run
-    part = _cfg(synth, tmp_path / "part", "solver.epochs=1")
+    part = _cfg(synth, tmp_path / "part", "solver.epochs=1", "eval.enabled=false")
     adapt(part)
     with pytest.raises(AdaptError, match="resume"):
         adapt(part)
-    resumed = adapt(_cfg(synth, tmp_path / "part"), resume=True)
+    resumed = adapt(_cfg(synth, tmp_path / "part", "eval.enabled=false"), resume=True)
     from safetensors.torch import load_file
     a, b = load_file(full / "last.safetensors"), load_file(resumed / "last.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
@@ -77,3 +78,18 @@ def test_config_errors(synth, tmp_path):
         adapt(_cfg(synth, tmp_path / "y", "mode=uda"))
     with pytest.raises(AdaptError, match="multiple"):
         adapt(_cfg(synth, tmp_path / "z", "data.batch_size=10"))
+
+
+def test_cli_prints_config_and_reports_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from reidkit.cli.main import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["adapt", "configs/adapt/msmt17_usl_vit_small_ics.yaml", "cluster.eps=0.65",
+                            "--print-config"])
+    assert r.exit_code == 0, r.output
+    assert "eps: 0.65" in r.output and "format: msmt17" in r.output and "k1: 30" in r.output
+    r = runner.invoke(app, ["adapt", "configs/adapt/market_usl_vit_small_ics.yaml", "cluster.eps=2",
+                            f"--out={tmp_path / 'r'}"])
+    assert r.exit_code == 2 and "eps" in r.output

@@ -37,6 +37,8 @@ def test_cluster_recovers_identities():
     pred = cluster(x, ClusterConfig(eps=0.6, min_samples=4))
     q = label_quality(pred, lab)
     assert q["ari"] > 0.9 and q["pair_precision"] > 0.9 and q["clusters"] >= 20
+    gcr = cluster(x, ClusterConfig(distance="gcr", eps=0.15, min_samples=4, gcr_k=15))
+    assert label_quality(gcr, lab)["ari"] > 0.8
     with pytest.raises(PseudoLabelError, match="eps"):
         cluster(x, ClusterConfig(eps=1.5))
 
