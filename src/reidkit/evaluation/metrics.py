@@ -197,47 +197,50 @@ class _Gallery:
         return rows, cols
 
 
-def _segment_rank(flags: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """0-based running count of ``flags`` within each row (rows sorted ascending), minus one."""
-    c = torch.cumsum(flags.to(torch.int64), 0)
-    per_row = torch.zeros(n_rows, dtype=torch.int64).index_add_(0, rows, flags.to(torch.int64))
-    before = torch.cumsum(per_row, 0) - per_row
-    return c - 1 - before[rows]
-
-
 def rank_positives(d: torch.Tensor, qp, qc, gal: _Gallery, self_idx, protocol, row0: int = 0):
     """Ranks (0-based, among the entries that survive filtering) of every positive of every query.
 
     Returns ``(rows, k, rank, n_pos)``: for each positive its query row, its index k among the
     query's positives (by rank) and its rank; ``n_pos`` (B,) counts positives per query.
+
+    Every entry gets one int64 key ``(row, distance bits, gallery index)``, so that key order is
+    the ranking order with the tie rule built in. A positive's rank is then the number of candidate
+    keys below its own, minus the excluded (same pid and camera, or the query itself) keys below
+    it: three ``searchsorted`` calls on small sorted arrays, no per-candidate label lookups.
     """
-    b = len(d)
+    b, g = d.shape
+    cbits = max(1, (g - 1).bit_length())
+    shift = 32 + cbits  # row << shift starts a row's key range; row, bits and index fit in 63 bits
+
+    def keys(r, c, v):
+        return (((r << 32) | _ordered_bits(v)) << cbits) | c
+
     rows, cols = gal.same_pid_pairs(qp)
     if protocol == "no-camera":
         excl = cols == self_idx[rows] if self_idx is not None else torch.zeros(len(rows), dtype=torch.bool)
+        if self_idx is not None:  # the query itself, when its gallery copy carries another pid
+            odd = ((self_idx >= 0) & (gal.pids[self_idx.clamp_min(0)] != qp)).nonzero().squeeze(1)
+            rows, cols = torch.cat([rows, odd]), torch.cat([cols, self_idx[odd]])
+            excl = torch.cat([excl, torch.ones(len(odd), dtype=torch.bool)])
     else:
         excl = gal.camids[cols] == qc[rows]
-    pos_rows = rows[~excl]
-    n_pos = torch.bincount(pos_rows, minlength=b)
-    last = torch.full((b,), float("-inf")).scatter_reduce_(0, pos_rows, d[pos_rows, cols[~excl]], "amax")
+    pr, pc = rows[~excl], cols[~excl]
+    pv = d[pr, pc]
+    n_pos = torch.bincount(pr, minlength=b)
+    last = torch.full((b,), float("-inf")).scatter_reduce_(0, pr, pv, "amax")
     flat = _candidates(d, last)
-    r, c = flat // d.shape[1], flat % d.shape[1]
     vals = d.reshape(-1)[flat]
     if torch.isnan(vals).any():
-        raise MetricError(f"distances contain NaN (query row {row0 + int(r[torch.isnan(vals)][0])})")
-    # order candidates by (row, distance, gallery index): flat is already (row, index)-ordered, so a
-    # stable sort on (row, distance bits) finishes the job
-    order = torch.sort((r << 32) | _ordered_bits(vals), stable=True).indices
-    r, c = r[order], c[order]
-    same = gal.pids[c] == qp[r]
-    if protocol == "no-camera":
-        out = c == self_idx[r] if self_idx is not None else torch.zeros(len(c), dtype=torch.bool)
-    else:
-        out = same & (gal.camids[c] == qc[r])
-    is_pos = same & ~out
-    rank = _segment_rank(~out, r, b)[is_pos]
-    k = _segment_rank(is_pos, r, b)[is_pos]
-    return r[is_pos], k, rank, n_pos
+        raise MetricError(f"distances contain NaN (query row {row0 + int(flat[torch.isnan(vals)][0]) // g})")
+    cand = torch.sort(keys(flat // g, flat % g, vals)).values
+    pos = torch.sort(keys(pr, pc, pv)).values  # positives in ranking order, row by row
+    ex = torch.sort(keys(rows[excl], cols[excl], d[rows[excl], cols[excl]])).values
+    prow = pos >> shift
+    starts = prow << shift
+    before_all = torch.searchsorted(cand, pos) - torch.searchsorted(cand, starts)
+    before_ex = torch.searchsorted(ex, pos) - torch.searchsorted(ex, starts)
+    k = torch.arange(len(pos)) - torch.searchsorted(pos, starts)
+    return prow, k, before_all - before_ex, n_pos
 
 
 def sample_priority(seed: int, repeat: int, q_index: torch.Tensor, g_index: torch.Tensor) -> torch.Tensor:
@@ -306,6 +309,7 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
     sidx = None if self_index is None else gal.remap(torch.as_tensor(np.asarray(self_index, np.int64)))
     if chunk is None:
         chunk = max(1, _CHUNK_ELEMENTS // len(gal))
+    chunk = min(chunk, 1 << (31 - max(1, (len(gal) - 1).bit_length())))  # rank keys fit in 63 bits
     if protocol == "cuhk03":
         _, group = torch.unique(gal.pids, return_inverse=True)
         n_groups = int(group.max()) + 1
