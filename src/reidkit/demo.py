@@ -157,12 +157,23 @@ def finetune_config(cfg: DemoConfig, root: Path, out: Path, weights: str | None 
 
 def step_train(cfg: DemoConfig, root: Path, out: Path, weights: str | None = None) -> Path:
     """Fine-tune (or continue a killed run, or reuse a finished one); returns the run folder."""
+    import shutil
+
+    import yaml
+
+    from reidkit.config import to_dict
     from reidkit.methods.finetune import train
 
-    if (out / "summary.json").is_file():
-        _say(f"    reusing the finished run {out}")
-        return out
     tcfg, recipe = finetune_config(cfg, root, out, weights)
+    saved = out / "config.yaml"
+    if saved.is_file():
+        same = yaml.safe_load(saved.read_text()) == yaml.safe_load(yaml.safe_dump(to_dict(tcfg)))
+        if same and (out / "summary.json").is_file():
+            _say(f"    reusing the finished run {out}")
+            return out
+        if not same:  # the demo owns this folder: a changed recipe starts over
+            _say(f"    the recipe changed since the run in {out}; training again")
+            shutil.rmtree(out)
     _say(f"    recipe: {recipe or 'built-in (reidkit.demo.BUILTIN_TRAIN_RECIPE)'}; "
          f"{tcfg.model.preset}, {tcfg.solver.epochs} epochs -> {out}")
     return train(tcfg, resume=(out / "last.pt").is_file())
