@@ -318,7 +318,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     if not resume and ckpt_path.is_file():
         raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
                          "another output_dir")
-    seed_everything(cfg.seed + rank)
+    seed_everything(cfg.seed)  # the same initial weights on every rank
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
@@ -337,6 +337,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     # student, teacher, loss, optimiser
     student, teacher, model_config = build_student_teacher(cfg)
+    seed_everything(cfg.seed + rank)  # then each rank its own drop-path noise
     if world > 1 and device.type == "cuda":  # BN in the ICS stem: one statistic over all GPUs
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
         teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
@@ -441,7 +442,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                 ema_update(teacher, student, float(momentum_schedule[it]))
 
                 seen += views[0].shape[0] * world
-                loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+                loss_value = loss.detach().float()
+                if world > 1:  # log the loss of the global batch, not rank 0's share
+                    dist.all_reduce(loss_value)
+                    loss_value /= world
+                loss_sum, loss_n = loss_sum + loss_value.item(), loss_n + 1
                 progress.advance(task)
                 done = i + 1
                 if log is not None and (done % cfg.log_every == 0 or done == iters):
@@ -452,7 +457,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                             skipped_images=pool.num_skipped)
                     loss_sum, loss_n = 0.0, 0
                     progress.update(task, description=f"DINO epoch {epoch + 1}/{s.epochs} "
-                                                      f"loss {loss.item():.3f} {seen / max(elapsed, 1e-9):.1f} img/s")
+                                                      f"loss {loss_value.item():.3f} {seen / max(elapsed, 1e-9):.1f} img/s")
                 if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < iters:
                     save(epoch, done, final_of_epoch=False)
             save(epoch + 1, 0, final_of_epoch=True)
