@@ -43,8 +43,12 @@ def test_train_writes_a_complete_run_folder(tiny_market, tmp_path):
         train(tiny_cfg(tiny_market, tmp_path / "run"))
 
 
-def test_options_margin_center_adamw_layer_decay_ema_bf16(tiny_market, tmp_path):
+def test_options_margin_center_adamw_layer_decay_ema_bf16(tiny_market, tmp_path, capsys):
+    from reidkit.models import build_model, save_model
+
+    init = save_model(build_model("vit_micro", num_classes=5, img_size=(64, 32)), tmp_path / "init.safetensors")
     out = train(tiny_cfg(tiny_market, tmp_path / "opts", "solver.epochs=1", "loss.id_loss=arcface",
+                         f"model.weights={init}",
                          "loss.label_smoothing=0.1", "loss.center_weight=0.0005", "loss.triplet_margin=0.3",
                          "solver.optimizer=adamw", "solver.lr=1e-3", "solver.layer_decay=0.75", "solver.ema=0.9",
                          "solver.amp=bf16", "solver.grad_clip=1.0", "solver.scheduler=cosine_iter",
@@ -52,6 +56,7 @@ def test_options_margin_center_adamw_layer_decay_ema_bf16(tiny_market, tmp_path)
     row = _rows(out / "log.csv")[0]
     assert float(row["center"]) > 0 and float(row["mAP"]) >= 0
     assert "ema" in load_state(out / "last.pt")
+    assert "init.safetensors" in capsys.readouterr().out  # the load report is shown
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_market, tmp_path, monkeypatch):

@@ -363,7 +363,8 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> Path:
     model = build_model(cfg.model.preset, num_classes=num_classes if with_classifier else 0, **overrides)
     if cfg.model.weights:
         from reidkit.models.checkpoints import load_weights
-        load_weights(model, cfg.model.weights)
+        # backbone only: the BNNeck and classifier start fresh for this training set (as officially)
+        _say(d, load_weights(model, cfg.model.weights, head=False).summary())
     head = MarginSoftmax(model.feat_dim, num_classes, cfg.loss.id_loss, cfg.loss.margin_scale, cfg.loss.margin) \
         if margin and cfg.loss.id_weight > 0 else None
     net = TrainNet(model, head, use_camids=getattr(model.spec, "sie_cameras", 0) > 0).to(device)
