@@ -16,9 +16,10 @@ of dense attention plus a row-wise top-k, but the N x N logits must be materiali
 timm's non-fused path costs, plus the top-k. ``bench/extract_speed.py`` measures it.
 
 Precision: the logits and the selection run in float32 even under bf16 autocast, but q and k come
-from bf16 projections, so a key at a near-tie with the k-th can still swap in or out. On ViT-S at
-256x128 (129 tokens, k = 50%) bf16 features stay at cosine 0.9994 to fp32; on tiny models with a
-handful of tokens a single swap moves the feature more.
+from bf16 projections, so a key at a near-tie with the k-th can still swap in or out. Measured on a
+random-init ViT-S at 256x128 (129 tokens, k = 50% in every block): cosine 0.9986-0.9994 between
+bf16 and fp32 features, against 0.9999 for dense attention. Use fp32 where that matters; on tiny
+models with a handful of tokens a single swap moves the feature more.
 """
 from __future__ import annotations
 
