@@ -340,7 +340,8 @@ def write_report(report_dir: Path, rows, curves, ranked_from, logs, notes, cfg: 
     for i, (name, log) in enumerate(logs):
         if log.is_file():
             figures.append((f"Training curves: {name}",
-                            plot_training_curves(log, report_dir / f"training_curves_{i}.png", title=name)))
+                            plot_training_curves(log, report_dir / f"training_curves_{i}.png", title=name,
+                                                 x_label="iteration" if "DINO" in name else "epoch")))
     q, g, dist = ranked_from
     ranked = save_ranked_lists(dist, q, g, report_dir / "ranked_lists", num_queries=cfg.ranked_queries,
                                seed=cfg.seed)

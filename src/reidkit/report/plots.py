@@ -33,6 +33,7 @@ def plot_cmc(curves: Mapping[str, np.ndarray], path: str | Path, max_rank: int =
         ranks = np.arange(1, len(cmc) + 1)
         ax.plot(ranks, 100 * cmc, marker="o", markersize=3, label=f"{label} (R1 {100 * cmc[0]:.1f}%)")
     ax.set(xlabel="rank", ylabel="matching rate (%)", title=title, ylim=(0, 100), xlim=(1, max_rank))
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -80,10 +81,11 @@ def plot_training_curves(log_csv: str | Path, path: str | Path, title: str = "tr
                          x_label: str | None = None) -> Path:
     """Write the curves of a run's ``log.csv`` (losses, retrieval metrics, accuracy, lr, speed) as one PNG.
 
-    The x axis is the log's ``epoch`` column, else its ``step`` column (named ``x_label`` if given).
+    The x axis is the log's ``step`` column, else its ``epoch`` column (named ``x_label`` if given:
+    a fine-tuning log's step is its epoch, a pre-training log's step its iteration).
     """
     cols = read_log(log_csv)
-    x_key = "epoch" if "epoch" in cols else "step"
+    x_key = "step" if "step" in cols else "epoch"
     if x_key not in cols:
         raise ValueError(f"{log_csv}: needs a 'step' or 'epoch' column; found {sorted(cols)}")
     x = cols[x_key]
