@@ -128,3 +128,17 @@ def test_bad_scores_file_named(tmp_path):
     (tmp_path / "bad.tsv").write_text("a.jpg\tnot-a-number\n")
     with pytest.raises(cfs.CFSError, match=r"bad.tsv:1"):
         cfs.read_scores(tmp_path / "bad.tsv")
+
+
+def test_ranks_score_their_own_shards_and_rank0_merges(pool, tmp_path, monkeypatch):
+    """torchrun split: rank r scores shards r, r + world, ...; rank 0 merges all of them."""
+    s, t = models(tmp_path)
+    ref = cfs.score(s, t, pool, tmp_path / "ref.tsv", num_workers=0, shard_size=3, progress=False)
+    monkeypatch.setattr(cfs.dist, "barrier", lambda: None)
+    monkeypatch.setattr(cfs, "_dist", lambda: (1, 2))
+    cfs.score(s, t, pool, tmp_path / "d.tsv", num_workers=0, shard_size=3, progress=False)
+    shards = sorted(p.name for p in (tmp_path / "d.tsv.shards").glob("shard_*.npy"))
+    assert shards == ["shard_000001.npy", "shard_000003.npy"] and not (tmp_path / "d.tsv").exists()
+    monkeypatch.setattr(cfs, "_dist", lambda: (0, 2))
+    cfs.score(s, t, pool, tmp_path / "d.tsv", num_workers=0, shard_size=3, progress=False)
+    assert (tmp_path / "d.tsv").read_text() == ref.read_text()

@@ -410,6 +410,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             sampler.set_epoch(epoch, skip)
             student.train(), teacher.train()
             t0, seen, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
+            epoch_loss, epoch_n, it = 0.0, 0, epoch * iters + skip
             for i, (views, _) in enumerate(loader, start=skip):
                 it = epoch * iters + i
                 for g_i, group in enumerate(optimizer.param_groups):
@@ -447,6 +448,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                     dist.all_reduce(loss_value)
                     loss_value /= world
                 loss_sum, loss_n = loss_sum + loss_value.item(), loss_n + 1
+                epoch_loss, epoch_n = epoch_loss + loss_value.item(), epoch_n + 1
                 progress.advance(task)
                 done = i + 1
                 if log is not None and (done % cfg.log_every == 0 or done == iters):
@@ -461,6 +463,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                 if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < iters:
                     save(epoch, done, final_of_epoch=False)
             save(epoch + 1, 0, final_of_epoch=True)
+            if rank == 0:
+                elapsed = time.perf_counter() - t0
+                progress.console.print(
+                    f"epoch {epoch + 1}/{s.epochs}  loss {epoch_loss / max(epoch_n, 1):.4f}  "
+                    f"lr {lr_schedule[min(it, len(lr_schedule) - 1)]:.2e}  teacher m {momentum_schedule[it]:.4f}  "
+                    f"{seen / max(elapsed, 1e-9):.1f} img/s  skipped {pool.num_skipped}", highlight=False)
     if world > 1:
         dist.barrier()
     return out
