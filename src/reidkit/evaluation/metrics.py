@@ -26,12 +26,15 @@ Tie rule: entries at exactly equal distance are ordered by gallery index, as a s
 
 How it stays fast without sorting rows: only the entries no farther than a query's hardest positive
 can change its ranks, and for a useful model they are a few hundred out of the whole gallery. Per
-query chunk, one pass over the (B, N_g) distances keeps those candidates (``_candidates``); they are
-ordered by (query, distance, gallery index) with one small sort, and every positive's rank is a
-running count over them. Work is one compare per distance plus O(candidates log candidates); peak
-extra memory is O(chunk * N_g) bytes whatever the gallery size. (A model that ranks positives last
-makes every entry a candidate: still correct, only slower.) CUHK03 draws and TPR@FPR use dense
-(B, N_g) masks per chunk.
+query chunk, one pass over the (B, N_g) distances keeps those candidates (``_candidates``). Each
+entry gets an int64 key (query row, distance bits, gallery index) whose order is the ranking order
+with the tie rule built in; a positive's rank is the number of candidate keys below its own minus
+the excluded ones below it (``rank_positives``: sorts and ``searchsorted`` on small arrays). Work is
+one compare per distance plus O(candidates log candidates); peak extra memory is O(chunk * N_g)
+bytes whatever the gallery size. (A model that ranks positives last makes every entry a candidate:
+still correct, only slower.) Distances are torch; the per-chunk bookkeeping on ~1e5-element arrays
+is numpy, 2-5x cheaper per call than torch at that size on CPU. CUHK03 draws and TPR@FPR use dense
+(B, N_g) torch masks per chunk.
 """
 from __future__ import annotations
 
@@ -43,7 +46,6 @@ import torch
 
 from reidkit.evaluation.distances import DistanceFunction, check_metric
 from reidkit.evaluation.featurefile import FeatureSet
-from reidkit.evaluation.threads import one_thread
 
 PROTOCOLS = ("market", "cuhk03", "no-camera")
 DEFAULT_FPRS = (1e-4, 1e-3, 1e-2)
@@ -133,11 +135,11 @@ def _distmat_rows(distmat, n_q: int, n_g: int) -> Callable[[int, int], torch.Ten
     return lambda s, e: d[s:e].detach().float().cpu().contiguous()
 
 
-def _ordered_bits(d: torch.Tensor) -> torch.Tensor:
+def _ordered_bits(d: np.ndarray) -> np.ndarray:
     """float32 -> int64 in [0, 2^32) with the same order (-0.0 and +0.0 equal)."""
-    bits = (d.float() + 0.0).view(torch.int32).to(torch.int64)  # + 0.0 turns -0.0 into +0.0
+    bits = (np.asarray(d, np.float32) + np.float32(0.0)).view(np.int32).astype(np.int64)  # -0.0 -> +0.0
     # negatives: larger magnitude -> smaller key; non-negatives above all negatives
-    return torch.where(bits < 0, (~bits) & 0x7FFFFFFF, bits | (1 << 31))
+    return np.where(bits < 0, (~bits) & 0x7FFFFFFF, bits | (1 << 31))
 
 
 def sort_keys(d: torch.Tensor) -> torch.Tensor:
@@ -146,18 +148,19 @@ def sort_keys(d: torch.Tensor) -> torch.Tensor:
     The distance's order-preserving 32-bit image goes in the high bits and the gallery index in the
     low 31 bits, so comparing keys applies the tie rule exactly (galleries up to 2^31 entries).
     """
-    return (_ordered_bits(d) << 31) | torch.arange(d.shape[1], dtype=torch.int64)
+    bits = _ordered_bits(d.detach().float().cpu().numpy())
+    return torch.from_numpy((bits << 31) | np.arange(d.shape[1], dtype=np.int64))
 
 
-def _candidates(d: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
+def _candidates(d: np.ndarray, thr: np.ndarray) -> np.ndarray:
     """Flat indices of the (B, G) entries with ``not d > thr[row]``: all that can precede a positive.
 
     This is the one pass over the whole chunk. Written as ``not >`` so that NaN distances are
     candidates too, and get caught on the small candidate set instead of by another full pass.
     numpy's compare + flatnonzero, several times faster than torch's nonzero on CPU.
     """
-    mask = np.greater(d.numpy(), thr.numpy()[:, None])
-    return torch.from_numpy(np.flatnonzero(np.logical_not(mask, out=mask)))
+    mask = np.greater(d, thr[:, None])
+    return np.flatnonzero(np.logical_not(mask, out=mask))
 
 
 class _Gallery:
@@ -168,8 +171,10 @@ class _Gallery:
         self.keep = None if bool((g_pids >= 0).all()) else (g_pids >= 0).nonzero().squeeze(1)
         self.pids = g_pids if self.keep is None else g_pids[self.keep]
         self.camids = g_camids if self.keep is None else g_camids[self.keep]
-        self.order = torch.argsort(self.pids, stable=True)
-        self.sorted_pids = self.pids[self.order]
+        # numpy mirrors for the per-chunk bookkeeping (small arrays: numpy's per-call cost is lower)
+        self.pids_np, self.camids_np = self.pids.numpy(), self.camids.numpy()
+        self.order = np.argsort(self.pids_np, kind="stable")
+        self.sorted_pids = self.pids_np[self.order]
 
     def __len__(self) -> int:
         return len(self.pids)
@@ -185,28 +190,30 @@ class _Gallery:
         lut[self.keep] = torch.arange(len(self.keep))
         return torch.where(index >= 0, lut[index.clamp_min(0)], -1)
 
-    def same_pid_pairs(self, qp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def same_pid_pairs(self, qp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cols) of every gallery entry sharing the query's pid (row-major, cols ascending)."""
-        lo = torch.searchsorted(self.sorted_pids, qp, side="left")
-        hi = torch.searchsorted(self.sorted_pids, qp, side="right")
-        hi = torch.where(qp >= 0, hi, lo)
+        lo = np.searchsorted(self.sorted_pids, qp, side="left")
+        hi = np.searchsorted(self.sorted_pids, qp, side="right")
+        hi = np.where(qp >= 0, hi, lo)
         counts = hi - lo
-        rows = torch.repeat_interleave(torch.arange(len(qp)), counts)
-        within = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+        rows = np.repeat(np.arange(len(qp)), counts)
+        within = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
         cols = self.order[lo[rows] + within]  # order is stable, so cols ascend within a row
         return rows, cols
 
 
-def rank_positives(d: torch.Tensor, qp, qc, gal: _Gallery, self_idx, protocol, row0: int = 0):
+def rank_positives(d: np.ndarray, qp: np.ndarray, qc: np.ndarray, gal: _Gallery, self_idx, protocol,
+                   row0: int = 0):
     """Ranks (0-based, among the entries that survive filtering) of every positive of every query.
 
-    Returns ``(rows, k, rank, n_pos)``: for each positive its query row, its index k among the
-    query's positives (by rank) and its rank; ``n_pos`` (B,) counts positives per query.
+    ``d`` (B, G) float32 numpy; ``qp``, ``qc``, ``self_idx`` (B,) int64 numpy. Returns numpy
+    ``(rows, k, rank, n_pos)``: for each positive, its query row, its index k among the query's
+    positives and its rank, sorted by (row, rank); ``n_pos`` (B,) counts positives per query.
 
     Every entry gets one int64 key ``(row, distance bits, gallery index)``, so that key order is
     the ranking order with the tie rule built in. A positive's rank is then the number of candidate
     keys below its own, minus the excluded (same pid and camera, or the query itself) keys below
-    it: three ``searchsorted`` calls on small sorted arrays, no per-candidate label lookups.
+    it: ``searchsorted`` on small sorted arrays, no per-candidate label lookups.
     """
     b, g = d.shape
     cbits = max(1, (g - 1).bit_length())
@@ -217,29 +224,33 @@ def rank_positives(d: torch.Tensor, qp, qc, gal: _Gallery, self_idx, protocol, r
 
     rows, cols = gal.same_pid_pairs(qp)
     if protocol == "no-camera":
-        excl = cols == self_idx[rows] if self_idx is not None else torch.zeros(len(rows), dtype=torch.bool)
+        excl = cols == self_idx[rows] if self_idx is not None else np.zeros(len(rows), dtype=bool)
         if self_idx is not None:  # the query itself, when its gallery copy carries another pid
-            odd = ((self_idx >= 0) & (gal.pids[self_idx.clamp_min(0)] != qp)).nonzero().squeeze(1)
-            rows, cols = torch.cat([rows, odd]), torch.cat([cols, self_idx[odd]])
-            excl = torch.cat([excl, torch.ones(len(odd), dtype=torch.bool)])
+            odd = np.flatnonzero((self_idx >= 0) & (gal.pids_np[np.maximum(self_idx, 0)] != qp))
+            rows, cols = np.concatenate([rows, odd]), np.concatenate([cols, self_idx[odd]])
+            excl = np.concatenate([excl, np.ones(len(odd), dtype=bool)])
     else:
-        excl = gal.camids[cols] == qc[rows]
+        excl = gal.camids_np[cols] == qc[rows]
     pr, pc = rows[~excl], cols[~excl]
     pv = d[pr, pc]
-    n_pos = torch.bincount(pr, minlength=b)
-    last = torch.full((b,), float("-inf")).scatter_reduce_(0, pr, pv, "amax")
+    n_pos = np.bincount(pr, minlength=b)
+    if np.isnan(pv).any():
+        raise MetricError(f"distances contain NaN (query row {row0 + int(pr[np.isnan(pv)][0])})")
+    last = np.full(b, -np.inf, dtype=np.float32)  # the hardest positive's distance bounds the work
+    np.maximum.at(last, pr, pv)
     flat = _candidates(d, last)
-    vals = d.reshape(-1)[flat]
-    if torch.isnan(vals).any():
-        raise MetricError(f"distances contain NaN (query row {row0 + int(flat[torch.isnan(vals)][0]) // g})")
-    cand = torch.sort(keys(flat // g, flat % g, vals)).values
-    pos = torch.sort(keys(pr, pc, pv)).values  # positives in ranking order, row by row
-    ex = torch.sort(keys(rows[excl], cols[excl], d[rows[excl], cols[excl]])).values
+    vals = np.take(d.reshape(-1), flat)
+    if np.isnan(vals).any():
+        raise MetricError(f"distances contain NaN (query row {row0 + int(flat[np.isnan(vals)][0]) // g})")
+    cand = np.sort(keys(flat // g, flat % g, vals))
+    pos = np.sort(keys(pr, pc, pv))  # positives in ranking order, row by row
+    er, ec = rows[excl], cols[excl]
+    ex = np.sort(keys(er, ec, d[er, ec]))
     prow = pos >> shift
     starts = prow << shift
-    before_all = torch.searchsorted(cand, pos) - torch.searchsorted(cand, starts)
-    before_ex = torch.searchsorted(ex, pos) - torch.searchsorted(ex, starts)
-    k = torch.arange(len(pos)) - torch.searchsorted(pos, starts)
+    before_all = np.searchsorted(cand, pos) - np.searchsorted(cand, starts)
+    before_ex = np.searchsorted(ex, pos) - np.searchsorted(ex, starts)
+    k = np.arange(len(pos)) - np.searchsorted(pos, starts)
     return prow, k, before_all - before_ex, n_pos
 
 
@@ -303,6 +314,7 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
     if max_rank < 1:
         raise MetricError(f"max_rank must be >= 1, got {max_rank}")
     gal = _Gallery(gp, gc)
+    qp_np, qc_np = qp.numpy(), qc.numpy()
     if len(gal) == 0:
         raise MetricError("the gallery holds only junk (pid -1)")
     max_rank = min(max_rank, len(gal))
@@ -326,13 +338,17 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
         e = min(n_q, s + chunk)
         d = gal.columns(rows(s, e))
         q_sidx = None if sidx is None else sidx[s:e]
-        with one_thread():
-            r, k, rank, n_pos = rank_positives(d, qp[s:e], qc[s:e], gal, q_sidx, protocol, s)
-            ok = n_pos > 0
-            prec_sum = torch.zeros(e - s, dtype=torch.float64).index_add_(0, r, (k + 1) / (rank + 1).double())
-            last = torch.zeros(e - s, dtype=torch.int64).scatter_reduce_(0, r, rank, "amax")
-            ap[s:e] = torch.where(ok, prec_sum / n_pos.clamp_min(1), float("nan"))
-            inp[s:e] = torch.where(ok, n_pos / (last + 1).double(), float("nan"))
+        r, k, rank, n_pos = rank_positives(d.numpy(), qp_np[s:e], qc_np[s:e], gal,
+                                           None if sidx is None else sidx[s:e].numpy(), protocol, s)
+        ok_np = n_pos > 0
+        prec_sum = np.bincount(r, weights=(k + 1) / (rank + 1.0), minlength=e - s)
+        last = np.zeros(e - s, dtype=np.int64)
+        ends = np.flatnonzero(np.diff(r, append=-1) != 0)  # each row's hardest positive comes last
+        last[r[ends]] = rank[ends]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ap[s:e] = torch.from_numpy(np.where(ok_np, prec_sum / np.maximum(n_pos, 1), np.nan))
+            inp[s:e] = torch.from_numpy(np.where(ok_np, n_pos / (last + 1.0), np.nan))
+        ok = torch.from_numpy(ok_np)
         if protocol == "cuhk03" or fprs:
             pos, neg = _dense_masks(qp[s:e], qc[s:e], gal, q_sidx, protocol)
         if protocol == "cuhk03":
@@ -343,7 +359,8 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
                 hit = _single_shot_hits(key, pos, neg, group, n_groups, qi, gi, seed, rep)
                 first_hist += torch.bincount(hit[ok].clamp_max(max_rank), minlength=max_rank + 1) / cuhk03_repeats
         else:
-            first_hist += torch.bincount(rank[k == 0].clamp_max(max_rank), minlength=max_rank + 1)
+            first_hist += torch.from_numpy(np.bincount(np.minimum(rank[k == 0], max_rank), minlength=max_rank + 1)
+                                           .astype(np.float64))
         if fprs:
             pos_d.append(d[pos & ok[:, None]])
             negs = d[neg & ok[:, None]]
