@@ -51,13 +51,13 @@ def dino_overrides(args, out: Path, pool: Path, list_file: Path | None) -> list[
     return ov
 
 
-def finetune_overrides(args, out: Path, city: Path, weights: Path | None) -> list[str]:
+def finetune_overrides(args, out: Path, city: Path, weights: Path | None, seed: int) -> list[str]:
     ov = [f"output={out}", f"data.root={city}", "data.format=market1501", "data.size=[64,32]", "data.pad=4",
           "data.batch_size=32", "data.num_instances=4", f"data.num_workers={args.workers}",
           "model.preset=vit_tiny", f"model.overrides={MODEL}", "model.drop_path_rate=0.1",
           "solver.optimizer=adamw", "solver.lr=1e-3", "solver.weight_decay=0.05", "solver.weight_decay_bias=0.0",
           "solver.bias_lr_factor=1.0", f"solver.epochs={args.ft_epochs}", "solver.warmup_epochs=1",
-          "eval.every=0", "solver.amp=none", f"train.seed={args.seed}", "train.log_every=10"]
+          "eval.every=0", "solver.amp=none", f"train.seed={seed}", "train.log_every=10"]
     ov.append(f"model.weights={weights if weights is not None else 'null'}")  # the base recipe names one
     return ov
 
@@ -90,14 +90,21 @@ def step_dino(args, out: Path, pool: Path, list_file: Path | None = None) -> Pat
 
 
 def step_finetune(args, out: Path, city: Path, weights: Path | None) -> dict:
+    """Fine-tune with ``--ft-seeds`` seeds (``out``, ``out_s1``, ...); mean metrics, plus ``mAP_std``."""
     from reidkit.config import load_config
     from reidkit.methods.finetune import FinetuneConfig, load_run_summary, train
 
-    if not (out / "summary.json").is_file():
-        cfg = load_config(FinetuneConfig, REPO / "configs" / "finetune" / "market_vit_small.yaml",
-                          finetune_overrides(args, out, city, weights))
-        train(cfg, resume=(out / "last.pt").is_file())
-    return load_run_summary(out)["final"]
+    runs = []
+    for k in range(args.ft_seeds):
+        run = out if k == 0 else out.with_name(f"{out.name}_s{k}")
+        if not (run / "summary.json").is_file():
+            cfg = load_config(FinetuneConfig, REPO / "configs" / "finetune" / "market_vit_small.yaml",
+                              finetune_overrides(args, run, city, weights, args.seed + k))
+            train(cfg, resume=(run / "last.pt").is_file())
+        runs.append(load_run_summary(run)["final"])
+    mean = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+    mean["mAP_std"] = float(np.std([r["mAP"] for r in runs]))
+    return mean
 
 
 def relevant_fraction(list_file: Path, pool_root: Path, relevance: dict[str, bool]) -> float:
@@ -120,6 +127,7 @@ def main() -> None:
     ap.add_argument("--dino-epochs", type=int, default=8)
     ap.add_argument("--ft-epochs", type=int, default=12)
     ap.add_argument("--keep-ratio", type=float, default=0.5)
+    ap.add_argument("--ft-seeds", type=int, default=1, help="fine-tune each model with this many seeds (mean)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
@@ -164,7 +172,8 @@ def main() -> None:
     ranks[np.argsort(-values, kind="stable")] = np.arange(len(rel))
     auc = float(np.mean(ranks[~rel][None, :] > ranks[rel][:, None])) if rel.any() and (~rel).any() else float("nan")
 
-    table = Table(title=f"DINO + CFS on the synthetic benchmark (city_a test, last epoch; seed {args.seed})")
+    seeds = f"seed {args.seed}" if args.ft_seeds == 1 else f"mean of {args.ft_seeds} fine-tune seeds"
+    table = Table(title=f"DINO + CFS on the synthetic benchmark (city_a test, last epoch; {seeds})")
     for col in ("initialisation", "pool images", "relevant share", "DINO iterations", "mAP", "R1", "mINP"):
         table.add_column(col, justify="left" if col == "initialisation" else "right")
     rows = [("scratch (no pre-training)", "scratch", None, None, "-"),
@@ -176,7 +185,7 @@ def main() -> None:
             n = cfs.keep_count(len(relevance), keep_ratio=args.keep_ratio)
         m = res[key]
         table.add_row(label, "-" if n is None else str(n), "-" if share is None else f"{share:.1%}",
-                      "-" if run == "-" else str(dino_iterations(run)), f"{m['mAP']:.1f}", f"{m['R1']:.1f}",
+                      "-" if run == "-" else str(dino_iterations(run)), f"{m['mAP']:.1f}" + (f" ± {m['mAP_std']:.1f}" if args.ft_seeds > 1 else ""), f"{m['R1']:.1f}",
                       f"{m.get('mINP', float('nan')):.1f}")
     console.print(table)
 
@@ -189,7 +198,9 @@ def main() -> None:
     b2 = res["cfs"]["mAP"] - res["full"]["mAP"]
     c = prec["cfs"] - prec["random"]
     checks.add_row("(a) DINO full then fine-tune beats scratch", f"{a:+.1f} mAP", "yes" if a > 0 else "no")
-    checks.add_row("(b) CFS 50% >= random 50%", f"{b1:+.1f} mAP", "yes" if b1 >= 0 else "no")
+    # one fine-tune seed moves mAP by about a point here: call smaller gaps a tie, not a win or a loss
+    checks.add_row("(b) CFS 50% >= random 50%", f"{b1:+.1f} mAP",
+                   "yes" if b1 >= 0.5 else "tie (|gap| < 0.5)" if b1 > -0.5 else "no")
     checks.add_row("(b) CFS 50% close to full pool (within 2 mAP)", f"{b2:+.1f} mAP", "yes" if b2 >= -2 else "no")
     checks.add_row(f"(c) precision of relevant @ {args.keep_ratio:.0%}: CFS vs random",
                    f"{prec['cfs']:.1%} vs {prec['random']:.1%}", "yes" if c > 0 else "no")
