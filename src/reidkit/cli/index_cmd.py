@@ -42,6 +42,8 @@ def build(source: Path = typer.Argument(..., help=SOURCE_HELP),
           dataset: Optional[str] = typer.Option(None, help="dataset format of SOURCE (e.g. market1501)"),
           split: str = typer.Option("gallery", help="dataset split to index"),
           nprobe: Optional[int] = typer.Option(None, help="ivfpq: inverted lists visited per query"),
+          refine: Optional[str] = typer.Option(None, help="ivfpq: re-score candidates with sq8 or flat copies "
+                                               "of the vectors (default sq8: near-exact ranking, D bytes per image) or none (codes only)"),
           ef_search: Optional[int] = typer.Option(None, help="hnsw: search beam width"),
           batch_size: int = typer.Option(64, help="images per forward pass"),
           force: bool = typer.Option(False, help="overwrite an existing index folder")) -> None:
@@ -52,7 +54,8 @@ def build(source: Path = typer.Argument(..., help=SOURCE_HELP),
         if (out / "meta.json").exists() and not force:
             raise IndexFileError(f"{out}: an index already exists; use `reidkit index add` or --force")
         feats, pids, camids, paths, roots, model_info = _gallery(source, model, dataset, split, batch_size)
-        params = {k: v for k, v in (("nprobe", nprobe), ("efSearch", ef_search)) if v is not None}
+        params = {k: v for k, v in (("nprobe", nprobe), ("efSearch", ef_search),
+                                                   ("refine", refine)) if v is not None}
         with console.status(f"building the index over {len(feats)} vectors"):
             idx = GalleryIndex.build(feats, pids, camids, paths, kind=kind, roots=list(root) or roots,
                                      params=params, model=model_info)

@@ -12,7 +12,9 @@ cosine in [-1, 1], higher is closer. Three kinds:
 
 * ``flat``  exact search (faiss IndexFlatIP); right for ReID galleries up to ~1e5 images.
 * ``hnsw``  graph search (IndexHNSWFlat, M=32); near-exact recall, fast queries, keeps full vectors.
-* ``ivfpq`` inverted lists + product quantisation (IndexIVFPQ); ~D/8 bytes per image, for millions.
+* ``ivfpq`` inverted lists + product quantisation (IndexIVFPQ), for millions. By default the
+  4k PQ candidates are re-scored with 8-bit copies of the vectors (``refine='sq8'``: D/8 + D
+  bytes per image, near-exact ranking); ``refine='none'`` keeps only the D/8-byte codes.
 
 ``auto`` picks by gallery size (:func:`choose_kind`).
 
@@ -54,6 +56,8 @@ def normalise(x: np.ndarray) -> np.ndarray:
     """(N, D) float32 rows scaled to unit L2 norm (zero rows stay zero)."""
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
     norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if len(x) and np.abs(norms - 1).max() < 1e-5:  # already unit length: no copy (1M x 384 = 1.5 GB)
+        return x
     return x / np.maximum(norms, 1e-12)
 
 
@@ -83,15 +87,16 @@ class Items:
 # ----------------------------------------------------------------------------- building faiss indexes
 
 def _ivfpq_params(n: int, d: int) -> dict:
-    # nlist ~ 4 sqrt(N) with >= 39 training points per list (faiss's own rule of thumb);
-    # m sub-quantisers of ~8 dims each (D/8 bytes per vector), 8-bit codes once there is data for them.
-    nlist = int(max(1, min(4 * math.sqrt(n), n // 39, 65536)))
+    # nlist ~ 2 sqrt(N) (faiss suggests 1-16 sqrt(N); the low end keeps k-means training to ~a minute
+    # on 2 cores at 1M) with >= 39 training points per list; m sub-quantisers of ~8 dims each
+    # (D/8 bytes per vector), 8-bit codes once there is data to train 256 centroids per sub-space.
+    nlist = int(max(1, min(2 * math.sqrt(n), n // 39, 65536)))
     m = next(c for c in (d // 8, d // 4, d // 2, d, 1) if c >= 1 and d % c == 0) if d >= 8 else d
     nbits = int(max(4, min(8, math.floor(math.log2(max(n // 39, 16))))))
-    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(nlist, max(16, nlist // 16))}
+    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(nlist, 32), "refine": "sq8", "k_factor": 4}
 
 
-def _new_faiss_index(kind: str, x: np.ndarray, params: dict):
+def new_faiss_index(kind: str, x: np.ndarray, params: dict):
     """An empty (trained) faiss index of ``kind`` for normalised vectors ``x`` (N, D)."""
     import faiss
 
@@ -103,13 +108,21 @@ def _new_faiss_index(kind: str, x: np.ndarray, params: dict):
         idx.hnsw.efConstruction = params["efConstruction"]
         idx.hnsw.efSearch = params["efSearch"]
         return idx
-    idx = faiss.index_factory(d, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}",
+    # refine: re-score the k_factor*k PQ candidates with 8-bit scalar-quantised ("sq8", D bytes
+    # per vector) or exact ("flat", 4D bytes) copies of the vectors: near-exact ranking, more memory.
+    refine = {"none": "", "sq8": ",Refine(SQ8)", "flat": ",RFlat"}.get(params.get("refine", "none"))
+    if refine is None:
+        raise IndexFileError(f"ivfpq refine must be none, sq8 or flat, got {params['refine']!r}")
+    idx = faiss.index_factory(d, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}{refine}",
                               faiss.METRIC_INNER_PRODUCT)
+    # Polysemous training (codes ordered for Hamming filtering) is on by default and costs
+    # minutes; we never search in polysemous mode, so skip it.
+    faiss.downcast_index(faiss.extract_index_ivf(idx)).do_polysemous_training = False
     rng = np.random.default_rng(0)  # deterministic training sample
-    n_train = min(len(x), max(64 * params["nlist"], 64 * 2 ** params["nbits"], 50_000))
+    n_train = min(len(x), max(50 * params["nlist"], 64 * 2 ** params["nbits"]))
     sample = x if n_train >= len(x) else x[np.sort(rng.choice(len(x), n_train, replace=False))]
     idx.train(sample)
-    idx.nprobe = params["nprobe"]
+    apply_search_params(idx, "ivfpq", params)
     return idx
 
 
@@ -117,7 +130,7 @@ def default_params(kind: str, n: int, d: int) -> dict:
     if kind == "flat":
         return {}
     if kind == "hnsw":
-        return {"M": 32, "efConstruction": 80, "efSearch": 128}
+        return {"M": 32, "efConstruction": 40, "efSearch": 128}
     return _ivfpq_params(n, d)
 
 
@@ -126,7 +139,11 @@ def apply_search_params(faiss_index, kind: str, params: dict) -> None:
     if kind == "hnsw":
         faiss_index.hnsw.efSearch = int(params["efSearch"])
     elif kind == "ivfpq":
-        faiss_index.nprobe = int(params["nprobe"])
+        import faiss
+
+        faiss.extract_index_ivf(faiss_index).nprobe = int(params["nprobe"])
+        if params.get("refine", "none") != "none":
+            faiss_index.k_factor = float(params.get("k_factor", 4))
 
 
 # ----------------------------------------------------------------------------- paths and roots
@@ -199,8 +216,11 @@ class GalleryIndex:
             raise IndexFileError(f"an ivfpq index needs at least {IVFPQ_MIN} vectors to train, got {n}; "
                                  "use --kind flat")
         p = default_params(kind, n, d)
+        unknown = sorted(set(params or {}) - set(p))
+        if unknown:
+            raise IndexFileError(f"unknown {kind} index parameter(s) {unknown}; known: {sorted(p)}")
         p.update(params or {})
-        fi = _new_faiss_index(kind, x, p)
+        fi = new_faiss_index(kind, x, p)
         fi.add(x)
         roots, root_idx, rel = assign_roots(paths, n, [Path(r) for r in roots])
         items = Items(_labels(pids, n, "pids"), _labels(camids, n, "camids"), root_idx, rel)
@@ -252,7 +272,7 @@ class GalleryIndex:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
             raise IndexFileError(f"gallery id out of range 0..{len(self) - 1}")
-        if self.kind == "ivfpq":
+        if self.kind == "ivfpq" and self.params.get("refine", "none") == "none":
             self.faiss.make_direct_map()  # no-op once built; ivf lists need it to reconstruct by id
         if not len(ids):
             return np.zeros((0, self.dim), np.float32)
