@@ -62,6 +62,9 @@ def test_existing_run_needs_resume_and_resume_needs_run(pool, tmp_path, micro_co
     pretrain(cfg)
     with pytest.raises(ValueError, match="--resume"):
         pretrain(cfg)
+    cfg.data.batch_size = 2  # another batch size: the schedules would not line up
+    with pytest.raises(ValueError, match="same pool, batch size"):
+        pretrain(cfg, resume=True)
 
 
 def test_resume_after_epoch_and_mid_epoch_equals_uninterrupted(pool, tmp_path, micro_config):

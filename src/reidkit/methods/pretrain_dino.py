@@ -365,6 +365,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_epoch, start_iter = int(state["epoch"]), int(state["iter_in_epoch"])
+        was = (state.get("iters_per_epoch", iters), state.get("global_batch", global_batch))
+        if was != (iters, global_batch):  # the schedules and the sampler position would not line up
+            raise CheckpointError(f"{ckpt_path}: the run had {was[0]} iterations per epoch of {was[1]} images, "
+                                  f"now {iters} of {global_batch}; resume with the same pool, batch size and "
+                                  "number of processes")
         if "rng" in state:
             set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
 
@@ -391,6 +396,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                  "optimizer": optimizer.state_dict(), "dino_loss": dino_loss.state_dict(),
                  "scaler": scaler.state_dict() if scaler is not None else {},
                  "epoch": epoch, "iter_in_epoch": iter_in_epoch, "rng": rngs,
+                 "iters_per_epoch": iters, "global_batch": global_batch,
                  "config": to_dict(cfg), "model_config": model_config}
         save_state(ckpt_path, state)
         if final_of_epoch:
