@@ -8,7 +8,8 @@ Configurations (inference mode, random 256x128 inputs, forward only):
   * timm ViT-S/16 (the peer): ``timm.create_model('vit_small_patch16_224', img_size=(256, 128))``,
     fp32 and bf16 autocast;
   * reidkit ``vit_small`` (patchify) and ``vit_small_ics``: fp32, and bf16 autocast after
-    ``prepare_for_inference`` (weights cast once, channels-last convolutions);
+    ``prepare_for_inference`` (stem BatchNorms folded, weights cast once); for ICS also fp32 with
+    the folded stem and bf16 with channels-last convolutions;
   * k-NN attention: ``vit_small`` with k = 50% of the tokens in every block, fp32 and bf16.
 Configurations run round-robin (``--rounds`` times, best time kept) so a loaded machine slows all
 of them alike. Also printed: the cosine between bf16 and fp32 features (min over the batch), and
@@ -73,8 +74,9 @@ def main() -> None:
         stem = "ics" if "ics" in name else "patchify"
         configs.append((name, "fp32", m, stem))
         if stem == "ics":
-            cl = prepare_for_inference(copy.deepcopy(m), None, channels_last=True)
-            configs.append((name, "fp32 channels-last", cl, stem))
+            configs.append((name, "fp32 fused stem", prepare_for_inference(copy.deepcopy(m)), stem))
+            cl = prepare_for_inference(copy.deepcopy(m), "bf16", channels_last=True)
+            configs.append((name, "bf16 channels-last", cl, stem))
         if name.startswith("timm"):
             configs.append((name, "bf16", m, stem))   # plain autocast, as a timm user would
         else:
@@ -104,12 +106,12 @@ def main() -> None:
     peer_fp32 = ips[("timm ViT-S/16", "fp32")]
     table = Table(title=f"extraction speed, batch {args.batch_size}, 256x128, {args.device}"
                         + (f", {args.threads} threads" if dev.type == "cpu" else ""))
-    for col in ("model", "precision", "img/s", "vs timm fp32", "vs official fp32", "cos(bf16, fp32)"):
+    for col in ("model", "precision", "img/s", "vs timm fp32", "vs official fp32", "cos(vs fp32)"):
         table.add_column(col, justify="left" if col in ("model", "precision") else "right")
     for name, prec, _, stem in configs:
         cos = "-"
-        if prec == "bf16":
-            cos = f"{F.cosine_similarity(outputs[(name, 'bf16')], outputs[(name, 'fp32')]).min().item():.5f}"
+        if prec != "fp32":
+            cos = f"{F.cosine_similarity(outputs[(name, prec)], outputs[(name, 'fp32')]).min().item():.5f}"
         official = "-" if name.startswith("timm") or "knn" in name else \
             f"{ips[(name, prec)] / OFFICIAL_FP32[stem]:.2f}x"
         table.add_row(name, prec, f"{ips[(name, prec)]:.1f}", f"{ips[(name, prec)] / peer_fp32:.2f}x",

@@ -43,3 +43,23 @@ def test_amp_names():
     assert amp_dtype("bf16") is torch.bfloat16 and amp_dtype(None) is None
     with pytest.raises(ValueError, match="fp8"):
         amp_dtype("fp8")
+
+
+@pytest.mark.parametrize("preset", ["vit_micro_ics", "vit_micro_conv"])
+def test_fused_stem_equals_the_stem_in_eval(preset):
+    from reidkit.models.stems.fused import FusedConvStem
+    torch.manual_seed(0)
+    model = build_model(preset)
+    model.train()
+    with torch.no_grad():   # give BN non-trivial running stats and affine params
+        model(torch.randn(8, 3, 64, 32) * 3 + 1)
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d)) and m.affine:
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    x = smooth_images(3, 64, 32)
+    with torch.inference_mode():
+        ref = model(x)
+        fused = prepare_for_inference(copy.deepcopy(model), None)
+        assert isinstance(fused.backbone.patch_embed, FusedConvStem)
+        torch.testing.assert_close(fused(x), ref, atol=1e-4, rtol=1e-4)

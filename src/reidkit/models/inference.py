@@ -4,7 +4,8 @@ Under ``torch.autocast`` a float32 model has every weight cast to bf16 on every 
 2-core CPU those casts cost about as much as the matmuls. Casting the weights once removes them,
 while autocast still keeps the precision-sensitive ops (LayerNorm, softmax) in float32. The
 convolution stems (ICS, conv) run at full resolution on 64 channels, where channels-last memory
-lets oneDNN / cuDNN pick their fast kernels.
+may let oneDNN / cuDNN pick faster kernels (measured no gain in fp32 on the 2-core CPU, so off by
+default). The stems' BatchNorms are folded into their convolutions (``stems/fused.py``).
 """
 from __future__ import annotations
 
@@ -23,13 +24,23 @@ def amp_dtype(amp: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def prepare_for_inference(model: nn.Module, amp: str | torch.dtype | None = None,
-                          channels_last: bool = True) -> nn.Module:
-    """Put ``model`` in eval mode, cast its weights to the autocast dtype, make its convs channels-last.
+                          channels_last: bool = False, fuse: bool = True) -> nn.Module:
+    """Put ``model`` in eval mode, fold the conv stems' BatchNorms (``fuse``), cast its weights to
+    the autocast dtype, and optionally make its convolutions channels-last.
 
-    Modifies and returns the model; run it under ``torch.autocast(device, dtype)`` with float32
+    Modifies and returns the model, which is then for inference only (fused stems have other keys:
+    save the model before preparing it). Run it under ``torch.autocast(device, dtype)`` with float32
     inputs as usual (outputs come back in the autocast dtype; cast them with ``.float()``).
     """
+    from reidkit.models.stems.conv import ConvStem
+    from reidkit.models.stems.fused import FusedConvStem
+
     model.eval()
+    if fuse:
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, ConvStem):
+                    setattr(parent, name, FusedConvStem(child))
     dtype = amp_dtype(amp)
     if dtype is not None:
         model.to(dtype)
