@@ -40,3 +40,19 @@ def test_use_bn_layer_order():
     head = DINOHead(8, out_dim=10, hidden_dim=16, bottleneck_dim=6, use_bn=True)
     kinds = [type(m).__name__ for m in head.mlp]
     assert kinds == ["Linear", "BatchNorm1d", "GELU", "Linear", "BatchNorm1d", "GELU", "Linear"]
+
+
+def test_loads_an_official_head_state_dict_strictly():
+    """The official head (nn.Sequential MLP + torch weight_norm last layer) loads with no mapping."""
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 16), torch.nn.GELU(),
+                              torch.nn.Linear(16, 6))
+    last = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(6, 10, bias=False))
+    official = {f"mlp.{k}": v for k, v in mlp.state_dict().items()}
+    official["last_layer.weight_g"] = last.parametrizations.weight.original0.detach()
+    official["last_layer.weight_v"] = last.parametrizations.weight.original1.detach()
+    head = DINOHead(8, out_dim=10, hidden_dim=16, bottleneck_dim=6)
+    head.load_state_dict(official, strict=True)
+    x = torch.randn(3, 8)
+    want = last(torch.nn.functional.normalize(mlp(x), dim=-1))
+    torch.testing.assert_close(head(x), want)

@@ -109,3 +109,13 @@ def test_killed_mid_epoch_resumes_to_the_same_weights(pool, tmp_path, micro_conf
     got = teacher_backbone(tmp_path / "killed")
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-6)
+
+
+def test_any_stem_and_attention_ics_with_knn(pool, tmp_path, micro_config):
+    cfg = micro_config(pool, tmp_path / "run", **{"solver.epochs": 1, "model.preset": "vit_micro_ics",
+                                                  "model.overrides": {"knn_k": 4}})
+    run = pretrain(cfg)
+    model = load_model(run / "last.safetensors")
+    assert model.spec.stem == "ics" and model.spec.knn_k == 4
+    sd = teacher_backbone(run)
+    assert any(".IN." in k for k in sd)  # the IBN stem was trained and exported
