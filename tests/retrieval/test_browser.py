@@ -95,6 +95,13 @@ def test_upload_in_the_page_shows_the_ranked_gallery(live_server, image_gallery,
             page.click("#gallery .card >> nth=2")
             page.wait_for_function("document.querySelector('#results .result').dataset.id === '2'")
             assert page.query_selector("#results .result.match") is not None
+            # the re-ranking toggle re-runs the same query, re-ranked on the server
+            options = page.eval_on_selector_all("#rerank option", "os => os.map(o => o.value)")
+            if "kreciprocal" in options:
+                page.select_option("#rerank", "kreciprocal")
+                page.wait_for_function("document.querySelector('#status').textContent.includes('re-ranked: kreciprocal')")
+                assert len(page.query_selector_all("#results .result")) == 6
+                page.select_option("#rerank", "none")
             # a bad upload shows the server's JSON error in the page
             bad = tmp_path / "not_an_image.jpg"
             bad.write_bytes(b"plain text, not a picture")
