@@ -11,16 +11,22 @@ import numpy as np
 N_QUERY, N_GALLERY, N_IDS, N_CAMS, N_DISTRACTORS = 3368, 15913, 750, 6, 2793
 
 
-def market_sized_features(dim: int = 384, seed: int = 0, noise: float = 1.88, cam_shift: float = 0.35):
-    """Returns ``(qf, gf, q_pids, g_pids, q_camids, g_camids)``; features (N, dim) float32, L2-normalised."""
+def market_sized_features(dim: int = 384, seed: int = 0, noise: float = 1.88, cam_shift: float = 0.35,
+                          scale: float = 1.0):
+    """Returns ``(qf, gf, q_pids, g_pids, q_camids, g_camids)``; features (N, dim) float32, L2-normalised.
+
+    ``scale`` < 1 shrinks every count (queries, gallery, identities, distractors) proportionally.
+    """
+    n_query, n_gallery, n_ids, n_distractors = (max(1, round(v * scale))
+                                                for v in (N_QUERY, N_GALLERY, N_IDS, N_DISTRACTORS))
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(N_IDS + 1, dim)) / np.sqrt(dim)
+    centres = rng.normal(size=(n_ids + 1, dim)) / np.sqrt(dim)
     cams = rng.normal(size=(N_CAMS, dim)) / np.sqrt(dim)
-    n_pos = N_GALLERY - N_DISTRACTORS
-    g_pids = np.concatenate([rng.integers(1, N_IDS + 1, n_pos), np.zeros(N_DISTRACTORS, np.int64)])
-    g_pids[:N_IDS] = np.arange(1, N_IDS + 1)  # every test identity is in the gallery
-    q_pids = rng.integers(1, N_IDS + 1, N_QUERY)
-    q_camids, g_camids = rng.integers(0, N_CAMS, N_QUERY), rng.integers(0, N_CAMS, N_GALLERY)
+    n_pos = n_gallery - n_distractors
+    g_pids = np.concatenate([rng.integers(1, n_ids + 1, n_pos), np.zeros(n_distractors, np.int64)])
+    g_pids[:n_ids] = np.arange(1, n_ids + 1)  # every test identity is in the gallery
+    q_pids = rng.integers(1, n_ids + 1, n_query)
+    q_camids, g_camids = rng.integers(0, N_CAMS, n_query), rng.integers(0, N_CAMS, n_gallery)
 
     def sample(pids, camids):
         x = centres[pids] + cam_shift * cams[camids] + noise * rng.normal(size=(len(pids), dim)) / np.sqrt(dim)
