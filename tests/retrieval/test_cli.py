@@ -96,3 +96,24 @@ def test_image_queries_need_a_model(tmp_path, features, image_gallery):
     run("index", "build", tmp_path / "g.npz", "--out", tmp_path / "ix")
     r = run("search", tmp_path / "ix", image_gallery[1][0])
     assert r.exit_code == 2 and "need a model" in " ".join(r.output.split())
+
+
+def test_build_from_images_and_search_with_an_image(tmp_path, image_gallery, tiny_model):
+    root, paths = image_gallery
+    ix = tmp_path / "ix"
+    r = run("index", "build", root, "--out", ix, "--model", tiny_model)
+    assert r.exit_code == 0, r.output
+    idx = GalleryIndex.load(ix)
+    assert len(idx) == 12 and idx.roots == [root] and idx.model["feat_dim"] == 64
+    assert sorted(set(idx.items.pids.tolist())) == [1, 2, 3, 4]  # parsed from the Market-style names
+    assert sorted(set(idx.items.camids.tolist())) == [0, 1, 2]
+    # the model recorded in the index embeds the query image: it finds itself first
+    r = run("search", ix, paths[5], "-k", "3", "--json")
+    assert r.exit_code == 0, r.output
+    top = json.loads(r.output)[0]["results"][0]
+    assert top["path"] == paths[5] and top["score"] > 0.9999
+    # a folder of query images, and adding images to the index
+    r = run("index", "add", ix, paths[0])
+    assert r.exit_code == 0 and len(GalleryIndex.load(ix)) == 13, r.output
+    r = run("search", ix, root, "-k", "2", "--json")
+    assert r.exit_code == 0 and len(json.loads(r.output)) == 12
