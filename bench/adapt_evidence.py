@@ -89,7 +89,8 @@ def step_adapt(args, out: Path, city: Path, stem: str, *, weights: Path | None =
         ov = [f"output={out}", f"data.root={city}", "data.size=[64,32]", "data.batch_size=32",
               "data.num_instances=4", f"data.num_workers={args.workers}", "model.preset=vit_tiny",
               f"model.overrides={_model(stem)}", "model.drop_path_rate=0.1",
-              f"model.weights={weights if weights else 'null'}", f"cluster.eps={args.eps}", "cluster.k1=20",
+              f"model.weights={weights if weights else 'null'}", f"cluster.eps={args.eps}", f"cluster.k1={args.k1}",
+              "cluster.k2=4",
               f"solver.epochs={args.epochs}", f"solver.iters={args.iters}", f"solver.lr={args.lr}",
               f"solver.step_size={max(1, args.epochs * 2 // 3)}", f"eval.every={args.epochs}",
               f"train.seed={args.seed}"]
@@ -115,7 +116,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8, help="adaptation epochs (re-clusterings)")
     ap.add_argument("--iters", type=int, default=20, help="iterations per adaptation epoch")
     ap.add_argument("--lr", type=float, default=3.5e-3)
-    ap.add_argument("--eps", type=float, default=0.6)
+    ap.add_argument("--eps", type=float, default=0.55)
+    ap.add_argument("--k1", type=int, default=10, help="k-reciprocal k1 (synthetic ids have ~5-10 images)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()

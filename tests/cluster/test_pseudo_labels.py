@@ -30,6 +30,8 @@ def test_label_quality_against_sklearn_and_brute_force():
     assert q["pair_recall"] == pytest.approx(tp / (tp + fn))
     assert q["clusters"] == len(set(pred[pred >= 0])) and q["true_ids"] == 8
     assert q["outliers"] == int((pred < 0).sum())
+    none = label_quality(np.full(5, -1), np.arange(5))  # every sample an outlier
+    assert none["clusters"] == 0 and none["pair_precision"] == 0.0 and none["outliers"] == 5
 
 
 def test_cluster_recovers_identities():

@@ -165,7 +165,8 @@ def label_quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     inl = ~out
     _, t_inl = np.unique(true[inl], return_inverse=True)
     _, p_inl = np.unique(pred[inl], return_inverse=True)
-    joint = sp.coo_matrix((np.ones(int(inl.sum())), (p_inl, t_inl))).tocsr()
+    shape = (int(p_inl.max(initial=-1)) + 1, int(t_inl.max(initial=-1)) + 1)
+    joint = sp.coo_matrix((np.ones(int(inl.sum())), (p_inl, t_inl)), shape=shape).tocsr()
     joint.sum_duplicates()
     tp = _pairs(joint.data)
     pred_pairs = _pairs(np.bincount(p_inl)) if inl.any() else 0.0
