@@ -378,6 +378,9 @@ def adapt(cfg: AdaptConfig, resume: bool = False) -> Path:
             if n_clusters < 1:
                 raise AdaptError(f"epoch {epoch + 1}: DBSCAN found no cluster (all {len(labels)} samples are "
                                  f"outliers); raise cluster.eps (now {cfg.cluster.eps}) or lower min_samples")
+            if n_clusters == 1:
+                _say(f"[yellow]warning:[/] epoch {epoch + 1}: DBSCAN put every clustered sample in ONE cluster, "
+                     f"so the contrastive loss is 0 this epoch; lower cluster.eps (now {cfg.cluster.eps}) or k1")
             # (4) memory = normalised cluster means
             feats_t = torch.from_numpy(feats).to(device)
             labels_t = torch.from_numpy(labels).to(device)
