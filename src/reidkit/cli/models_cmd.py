@@ -118,9 +118,9 @@ def extract_command(
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         net = open_model(model, preset, weights, sets).to(device)
-        if amp is not None:  # cast weights once instead of on every batch; channels-last conv stems
-            from reidkit.models.inference import prepare_for_inference
-            prepare_for_inference(net, amp)
+        # eval-only speed-ups: stem BatchNorms folded, channels-last convs, weights cast once for --amp
+        from reidkit.models.inference import prepare_for_inference
+        prepare_for_inference(net, amp)
         if images is not None:
             source, what = images, str(images)
         else:

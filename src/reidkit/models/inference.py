@@ -4,8 +4,9 @@ Under ``torch.autocast`` a float32 model has every weight cast to bf16 on every 
 2-core CPU those casts cost about as much as the matmuls. Casting the weights once removes them,
 while autocast still keeps the precision-sensitive ops (LayerNorm, softmax) in float32. The
 convolution stems (ICS, conv) run at full resolution on 64 channels, where channels-last memory
-may let oneDNN / cuDNN pick faster kernels (measured no gain in fp32 on the 2-core CPU, so off by
-default). The stems' BatchNorms are folded into their convolutions (``stems/fused.py``).
+lets oneDNN / cuDNN pick faster kernels. The stems' BatchNorms are folded into their convolutions
+(``stems/fused.py``). On the loaded 2-core CPU (1 thread, batch 16) the ICS stem took 1.63 s fp32,
+1.15 s folded + channels-last, 0.66 s bf16, 0.63 s bf16 folded + channels-last.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def amp_dtype(amp: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def prepare_for_inference(model: nn.Module, amp: str | torch.dtype | None = None,
-                          channels_last: bool = False, fuse: bool = True) -> nn.Module:
+                          channels_last: bool = True, fuse: bool = True) -> nn.Module:
     """Put ``model`` in eval mode, fold the conv stems' BatchNorms (``fuse``), cast its weights to
     the autocast dtype, and optionally make its convolutions channels-last.
 
