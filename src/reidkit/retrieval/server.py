@@ -46,6 +46,7 @@ def create_app(index: GalleryIndex | str | Path, model: str | Path | None = None
         from reidkit.retrieval.encoder import ImageEncoder
 
         encoder = ImageEncoder.for_index(model, index)
+    methods = ["none", *rerank_topk.available()]  # imports the re-rankers (torch) now, not on a request
     lock = threading.Lock()  # faiss search and torch forward are run one at a time (2-core servers)
     app = FastAPI(title="reidkit gallery search", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -78,9 +79,8 @@ def create_app(index: GalleryIndex | str | Path, model: str | Path | None = None
 
     def ranked(query: np.ndarray, k: int, method: str, exclude: int | None = None) -> list[dict]:
         k = _parse_k(k)
-        if method not in ("none", *rerank_topk.available()):
-            raise UploadError(f"unknown or unavailable re-ranking {method!r}; "
-                              f"choose from {['none', *rerank_topk.available()]}")
+        if method not in methods:
+            raise UploadError(f"unknown or unavailable re-ranking {method!r}; choose from {methods}")
         with lock:
             ids, scores = rerank_topk.ranked_ids(index, query, k, method)
         out = []
@@ -99,7 +99,7 @@ def create_app(index: GalleryIndex | str | Path, model: str | Path | None = None
     def info():
         i = index.info()
         return {"count": i["count"], "dim": i["dim"], "kind": i["kind"], "identities": i["identities"],
-                "cameras": i["cameras"], "upload": encoder is not None, "rerank": ["none", *rerank_topk.available()],
+                "cameras": i["cameras"], "upload": encoder is not None, "rerank": methods,
                 "limits": limits.as_dict(), "max_k": MAX_K}
 
     @app.get("/api/gallery")
