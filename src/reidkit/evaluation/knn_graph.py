@@ -126,7 +126,7 @@ def _rescore_prefix(xn: np.ndarray, sqn: np.ndarray, cand: np.ndarray, count: np
 
 
 def _knn_torch(x_np: np.ndarray, k: int, block: int, want_max: bool, use_bf16: bool,
-               margin: int = 24) -> tuple[KnnGraph, int]:
+               margin: int = 40) -> tuple[KnnGraph, int]:
     """Returns the graph and the number of rows that needed the fp32 fallback."""
     n = x_np.shape[0]
     # scale so the largest norm is 1: ranking is unchanged and the bf16 error bound stays small
@@ -260,7 +260,7 @@ def row_max_sq_distance(features, rows=None, block: int = 2048) -> np.ndarray:
 
 
 def knn_graph(features, k: int, method: KnnMethod = "auto", precision: Precision = "auto",
-              block: int = 1024, want_row_max: bool = False, margin: int = 24) -> KnnGraph:
+              block: int = 1024, want_row_max: bool = False, margin: int = 40) -> KnnGraph:
     """Exact k nearest neighbours (squared Euclidean) of every row of ``features`` (N, D), self first.
 
     ``method``: ``"torch"`` (blocked product + top-k, O(block * N) workspace), ``"faiss"``
