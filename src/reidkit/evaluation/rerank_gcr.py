@@ -156,17 +156,31 @@ def knn_graphs(x: torch.Tensor, camids: torch.Tensor, k1: int, k2: int, *, cross
     aff2 = torch.empty(n, k2) if cross_camera else None
     cams, counts = torch.unique_consecutive(cs, return_counts=True)
     bounds = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).tolist()
+    # the cross-camera graph is read off the global shortlist when that holds enough cross-camera
+    # entries (the same shortlist a masked pass would make); only the other rows pay a second top-k
+    need = (k2 - 1) + (m2 - k2)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         for s in range(lo, hi, block):
             e = min(hi, s + block)
             rows = torch.arange(s, e)
             a = xb[s:e] @ xb.T  # (B, N) affinities, the only O(N) work per row
             a[rows - s, rows] = 3.0  # self first, whatever the rounding says
-            idx1[s:e], aff1[s:e] = _exact_topk(xs, rows, a, m1, k1)
-            if cross_camera:
-                a[:, lo:hi] = -3.0  # the block's own camera
-                a[rows - s, rows] = 3.0
-                idx2[s:e], aff2[s:e] = _exact_topk(xs, rows, a, m2, k2)
+            short, aff = _shortlist(xs, rows, a, m1)
+            idx1[s:e], aff1[s:e] = _top(short, aff, k1)
+            if not cross_camera:
+                continue
+            cross = (short < lo) | (short >= hi)
+            ok = cross.sum(1) >= need
+            aff_x = torch.where(cross, aff, -3.0)
+            aff_x[:, 0] = 3.0
+            i2, a2 = _top(short, aff_x, k2)
+            bad = (~ok).nonzero().squeeze(1)
+            if len(bad):
+                sub = a[bad]
+                sub[:, lo:hi] = -3.0  # the block's own camera
+                sub[torch.arange(len(bad)), rows[bad]] = 3.0
+                i2[bad], a2[bad] = _top(*_shortlist(xs, rows[bad], sub, m2), k2)
+            idx2[s:e], aff2[s:e] = i2, a2
     # back to the caller's order: row perm[i] of the result is row i here, columns map through perm
     out = []
     for idx, aff in ((idx1, aff1), (idx2, aff2)):
@@ -179,23 +193,28 @@ def knn_graphs(x: torch.Tensor, camids: torch.Tensor, k1: int, k2: int, *, cross
     return tuple(out)
 
 
-def _exact_topk(x, rows, a, m, k):
-    """Shortlist m columns by the (maybe bf16) block ``a``, re-score them in fp32, keep the top k.
+def _shortlist(x, rows, a, m):
+    """The m best columns of each row of the (maybe bf16) block ``a``, with exact fp32 affinities.
 
-    ``a`` holds 3 on the diagonal (self first) and -3 on excluded (same-camera) entries.
+    ``a`` holds 3 on the diagonal (self first) and -3 on excluded entries, which stay -3.
     """
     short = torch.topk(a, m, dim=1).indices  # self first
-    if a.dtype == torch.float32 and m == k:
+    if a.dtype == torch.float32:
         aff = torch.gather(a, 1, short)
     else:
         cand = torch.index_select(x, 0, short.reshape(-1)).view(*short.shape, x.shape[1])
-        aff = torch.bmm(cand, x[rows[0]:rows[-1] + 1].unsqueeze(2)).squeeze(2)
+        aff = torch.bmm(cand, x[rows].unsqueeze(2)).squeeze(2)
         aff.masked_fill_(torch.gather(a, 1, short) <= -3.0, -3.0)
-        aff[:, 0] = 3.0
-        top = torch.topk(aff, k, dim=1)
-        short, aff = torch.gather(short, 1, top.indices), top.values
-    aff[:, 0] = 1.0  # A_ii = 1 on unit vectors
+    aff[:, 0] = 3.0
     return short, aff
+
+
+def _top(short, aff, k):
+    """The k largest of a shortlist (self, marked 3, first); self's affinity is set to A_ii = 1."""
+    top = torch.topk(aff, k, dim=1)
+    idx, val = torch.gather(short, 1, top.indices), top.values.clone()
+    val[:, 0] = 1.0
+    return idx, val
 
 
 def propagation(idx: torch.Tensor, aff: torch.Tensor, beta: float, sym: bool):
