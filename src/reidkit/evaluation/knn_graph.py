@@ -161,10 +161,11 @@ def _knn_torch(x_np: np.ndarray, k: int, block: int, want_max: bool, use_bf16: b
     err = (ea * b_max + na * eb_max + acc * na * nb16_max).numpy()  # (N,) bound on |score error|
     cand = np.empty((n, kk), dtype=np.int64)
     score = np.empty((n, kk), dtype=np.float32)
+    buf = torch.empty(min(block, n), n, dtype=a16.dtype)  # reused: a fresh 40 MB block per step page-faults
     with torch.no_grad():
         for s in range(0, n, block):
             e = min(n, s + block)
-            sc = a16[s:e] @ b16.T  # (B, N) bf16 scores, larger = nearer
+            sc = torch.mm(a16[s:e], b16.T, out=buf[:e - s])  # (B, N) bf16 scores, larger = nearer
             if want_max:
                 row_max[s:e] = _exact_row_max(x, sq, sc, s, e, torch.from_numpy(err[s:e]))
             ar = torch.arange(e - s)
@@ -201,17 +202,31 @@ def _unscale(g: KnnGraph, scale: float) -> KnnGraph:
     return KnnGraph(g.indices, g.sqdist * s2, None if g.row_max is None else g.row_max * s2)
 
 
-def _exact_row_max(x, sq, sc, s, e, err) -> np.ndarray:
-    """Exact max_j |x_i - x_j|^2 from bf16 scores: only j within 2*err (+ rounding) of the row's
-    smallest score can be the farthest point; re-score those in fp32."""
-    smin = sc.amin(1).double()
+def _exact_row_max(x, sq, sc, s, e, err, chunk: int = 128) -> np.ndarray:
+    """Exact max_j |x_i - x_j|^2 from bf16 scores. The farthest point has the smallest score, up to the
+    bf16 error: only j within 2*err (+ rounding) of the row's smallest score can be it; those are
+    re-scored in fp32. To find them without a full compare-and-gather pass, each row is cut into
+    column chunks: one min pass gives every chunk's minimum, and only chunks whose minimum is within
+    reach (usually one per row) are searched."""
+    b, n = sc.shape
+    full = n // chunk * chunk
+    mins = [sc[:, :full].view(b, full // chunk, chunk).amin(2)] if full else []
+    if full < n:
+        mins.append(sc[:, full:].amin(1, keepdim=True))
+    cmin = torch.cat(mins, 1)  # (B, chunks)
+    smin = cmin.amin(1).double()
     thresh = smin + 2.0 * _U_BF16 * smin.abs() + 2.0 * err + 1e-6
     thresh16 = (thresh + thresh.abs() * 2.0 ** -7 + 1e-30).to(sc.dtype)  # rounded up, never below
-    r, c = torch.nonzero(sc <= thresh16[:, None], as_tuple=True)
-    dots = (x[r + s] * x[c]).sum(1)
-    d = (sq[r + s] + sq[c] - 2.0 * dots).clamp_(min=0.0)
+    r, c = torch.nonzero(cmin <= thresh16[:, None], as_tuple=True)
+    cols = c[:, None] * chunk + torch.arange(chunk)[None, :]  # (M, chunk) column ids of those chunks
+    valid = cols < n
+    cols = cols.clamp_(max=n - 1)
+    hit = (sc[r[:, None], cols] <= thresh16[r][:, None]) & valid
+    rr, cc = torch.nonzero(hit, as_tuple=True)
+    rows, js = r[rr], cols[rr, cc]
+    d = (sq[rows + s] + sq[js] - 2.0 * (x[rows + s] * x[js]).sum(1)).clamp_(min=0.0)
     out = torch.zeros(e - s)
-    out.scatter_reduce_(0, r, d, reduce="amax")
+    out.scatter_reduce_(0, rows, d, reduce="amax")
     return out.numpy()
 
 

@@ -17,10 +17,12 @@ augmentation) unless ``expand='query'``. Queries never see other queries.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
-from reidkit.evaluation.distances import DistanceFunction, normalize
+from reidkit.evaluation.distances import normalize
 from reidkit.evaluation.kreciprocal import jaccard_from_encoding, kreciprocal_encoding
 from reidkit.evaluation.knn_graph import check_features, knn_graph
 
@@ -48,24 +50,37 @@ def kreciprocal_rerank(query: np.ndarray, gallery: np.ndarray, k1: int = 20, k2:
     x = np.concatenate([q, g])
     n = len(x)
     graph = knn_graph(x, min(n, max(k1 + 1, k2)), precision=precision, want_row_max=True)
-    v = kreciprocal_encoding(x, k1, k2, convention="rerank", graph=graph)
-    jac = jaccard_from_encoding(v, rows=np.arange(n_q))  # (N_q, N) CSR; absent pairs mean d_J = 1
+    # The dense part of the output (a GEMM, multi-threaded, GIL released) runs in a worker thread while
+    # this thread builds the sparse Jaccard part (mostly single-threaded numpy/scipy): both cores work.
+    with ThreadPoolExecutor(1) as pool:
+        dense = pool.submit(_scaled_distance, q, g, graph.row_max[:n_q], lambda_value, chunk)
+        v = kreciprocal_encoding(x, k1, k2, convention="rerank", graph=graph)
+        jac = jaccard_from_encoding(v, rows=np.arange(n_q))  # (N_q, N) CSR; absent pairs mean d_J = 1
+        out = dense.result()
+    rows = np.repeat(np.arange(n_q), np.diff(jac.indptr))
+    cols = jac.indices.astype(np.int64) - n_q
+    keep = cols >= 0  # query-query pairs do not enter the output
+    out[rows[keep], cols[keep]] += (1.0 - lambda_value) * (jac.data[keep] - 1.0)
+    return out
 
-    out = np.empty((n_q, len(g)), dtype=np.float32)
-    dist = DistanceFunction(g, "sqeuclidean")
-    inv_max = 1.0 / np.maximum(graph.row_max[:n_q], 1e-12)
+
+def _scaled_distance(q: np.ndarray, g: np.ndarray, row_max: np.ndarray, lambda_value: float,
+                     chunk: int) -> np.ndarray:
+    """lambda * d_ij / max_i + (1 - lambda), (N_q, N_g) float32, d the squared Euclidean distance, as one
+    product: with c_i = lambda / max_i, [-2 c_i q_i, c_i, c_i |q_i|^2 + 1 - lambda] . [g_j, |g_j|^2, 1]."""
+    c = lambda_value / np.maximum(row_max.astype(np.float64), 1e-12)
+    qsq = np.einsum("nd,nd->n", q, q).astype(np.float64)
+    lhs = np.concatenate([q * (-2.0 * c)[:, None], c[:, None], (c * qsq + 1.0 - lambda_value)[:, None]], 1)
+    rhs = np.concatenate([g, np.einsum("nd,nd->n", g, g)[:, None], np.ones((len(g), 1), np.float32)], 1)
+    lhs_t = torch.from_numpy(lhs.astype(np.float32))
+    rhs_t = torch.from_numpy(np.ascontiguousarray(rhs, dtype=np.float32))
+    out = np.empty((len(q), len(g)), dtype=np.float32)
+    out_t = torch.from_numpy(out)
     with torch.no_grad():
-        for s in range(0, n_q, chunk):
-            e = min(n_q, s + chunk)
-            d = dist(torch.from_numpy(q[s:e])).numpy()
-            blk = out[s:e]
-            np.multiply(d, (lambda_value * inv_max[s:e])[:, None], out=blk)
-            blk += 1.0 - lambda_value
-            sub = jac[s:e]
-            rows = np.repeat(np.arange(e - s), np.diff(sub.indptr))
-            cols = sub.indices.astype(np.int64) - n_q
-            keep = cols >= 0  # query-query pairs do not enter the output
-            blk[rows[keep], cols[keep]] += (1.0 - lambda_value) * (sub.data[keep] - 1.0)
+        for s in range(0, len(q), chunk):
+            blk = out_t[s:s + chunk]
+            torch.mm(lhs_t[s:s + chunk], rhs_t.T, out=blk)
+            blk.clamp_(min=1.0 - lambda_value)  # d >= 0; the expanded form may round just below
     return out
 
 
