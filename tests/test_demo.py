@@ -20,6 +20,7 @@ def test_demo_fast_end_to_end(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     text = res.output
     assert "colour histogram" in text and "ViT-tiny ICS, from scratch" in text
+    assert "+ k-reciprocal" in text and "+ GCR" in text  # the re-ranked rows
     for key in ("mAP", "R1", "R5", "R10", "mINP"):
         assert key in text
     # the data went through the real Market-1501 layout, the model through a real run folder
