@@ -22,7 +22,6 @@ The story, top to bottom:
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +33,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from reidkit.config import save_config, to_dict
+from reidkit.config import to_dict
 from reidkit.data.pseudo_sampler import CameraAwarePKSampler
 from reidkit.data.train_loader import CacheMode, CachedImages, SeededSamples, cache_bytes, default_num_workers
 from reidkit.data.transforms import build_usl_test_transform, build_usl_train_transform, split_resize
 from reidkit.losses.cluster_memory import ClusterMemory, cluster_centroids
 from reidkit.methods.pseudo_labels import (ClusterConfig, DashThreshold, cluster, label_quality,
                                            memory_losses)
-from reidkit.utils.checkpoint import CheckpointError, NonFiniteLossError, load_state, rng_state, save_state, \
-    set_rng_state
+from reidkit.methods.training_run import (autocast_dtype, eval_due, evaluate_query_gallery, keep_best,
+                                          open_run_folder, say)
+from reidkit.utils.checkpoint import NonFiniteLossError, load_state, rng_state, save_state, set_rng_state
 from reidkit.utils.io import save_json
 from reidkit.utils.metric_log import MetricLog
 from reidkit.utils.progress import make_progress
@@ -164,10 +164,10 @@ def _source_model_file(cfg: AdaptConfig, out: Path, resume: bool) -> Path:
 
     run = out / "source"
     if (run / "summary.json").is_file():
-        _say(f"source model already trained: {run}")
+        say(f"source model already trained: {run}")
     else:
         scfg = load_config(FinetuneConfig, src.config, [*src.overrides, f"output={run}"])
-        _say(f"UDA step 1/2: supervised training on the source ({scfg.data.format} at {scfg.data.root})")
+        say(f"UDA step 1/2: supervised training on the source ({scfg.data.format} at {scfg.data.root})")
         train(scfg, resume=(run / "last.pt").is_file())
     for name in ("best.safetensors", "last.safetensors"):
         if (run / name).is_file():
@@ -235,18 +235,8 @@ def _extract(model, train_set, records, cfg: AdaptConfig, device, amp) -> np.nda
 
 def evaluate_target(model, dataset, cfg: AdaptConfig, device, amp) -> dict[str, float]:
     """mAP, R1, R5, R10, mINP (percent) on the target query / gallery."""
-    from reidkit.evaluation.extract import extract_features
-    from reidkit.evaluation.metrics import evaluate
-
-    tf = build_usl_test_transform(cfg.data.size)
-    kw = dict(transform=tf, batch_size=cfg.eval.batch_size, device=device, amp_dtype=amp)
-    q = extract_features(model, dataset.query, description="extract query", **kw)
-    g = extract_features(model, dataset.gallery, description="extract gallery", **kw)
-    m = evaluate(query=q, gallery=g, metric=cfg.eval.metric, protocol=cfg.eval.protocol)
-    cmc = m["cmc"]
-    rank = lambda r: float(cmc[min(r, len(cmc)) - 1]) * 100  # noqa: E731
-    return {"mAP": float(m["mAP"]) * 100, "R1": rank(1), "R5": rank(5), "R10": rank(10),
-            "mINP": float(m["mINP"]) * 100}
+    return evaluate_query_gallery(model, dataset, build_usl_test_transform(cfg.data.size), cfg.eval.batch_size,
+                                  device, cfg.eval.metric, cfg.eval.protocol, amp=amp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,14 +262,6 @@ def _device(pref: str) -> torch.device:
     return torch.device(pref)
 
 
-def _amp(amp: str, device: torch.device):
-    if amp == "none":
-        return None
-    if amp == "fp16" and device.type != "cuda":
-        raise AdaptError("solver.amp=fp16 needs a GPU; use amp=bf16 on CPU")
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
 def adapt(cfg: AdaptConfig, resume: bool = False) -> Path:
     """Run USL / UDA by clustering and return the run folder (config.yaml, log.csv, last.pt,
     last/best.safetensors, summary.json; ``source/`` holds the UDA source run). ``resume=True``
@@ -291,15 +273,9 @@ def adapt(cfg: AdaptConfig, resume: bool = False) -> Path:
 
     _check(cfg)
     out = Path(cfg.output)
-    state_path = out / "last.pt"
-    if state_path.exists() and not resume:
-        raise AdaptError(f"{out}: already holds a run (last.pt); resume it with --resume, or choose another output")
-    if resume and not state_path.exists():
-        raise CheckpointError(f"{state_path}: nothing to resume (no checkpoint yet); start without --resume")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    state_path = open_run_folder(out, cfg, resume, AdaptError)
     device = _device(cfg.train.device)
-    amp = _amp(cfg.solver.amp, device)
+    amp = autocast_dtype(cfg.solver.amp, device, AdaptError)
 
     source_file = _source_model_file(cfg, out, resume) if cfg.mode == "uda" else None
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -349,17 +325,15 @@ def adapt(cfg: AdaptConfig, resume: bool = False) -> Path:
         if dash is not None and state.get("dash"):
             dash.load_state_dict(state["dash"])
         set_rng_state(state["rng"])
-        log.truncate_after(start_epoch)
-        _say(f"resumed {out} after epoch {start_epoch}")
-    elif log.rows:
-        log.truncate_after(0)
+        say(f"resumed {out} after epoch {start_epoch}")
+    log.truncate_after(start_epoch)  # drop the rows of an epoch that was logged but not saved (all when starting)
 
     summary: dict[str, Any] = {"mode": cfg.mode, "num_train_images": len(records), "device": str(device),
                                "source_model": str(source_file) if source_file else None}
     last_metrics: dict[str, float] = {}
     if start_epoch == 0 and cfg.eval.enabled and dataset.query and dataset.gallery:
         summary["initial"] = evaluate_target(model, dataset, cfg, device, amp)
-        _say(f"before adaptation: mAP {summary['initial']['mAP']:.1f} R1 {summary['initial']['R1']:.1f}")
+        say(f"before adaptation: mAP {summary['initial']['mAP']:.1f} R1 {summary['initial']['R1']:.1f}")
 
     with make_progress(transient=False) as bar:
         task = bar.add_task("adapt", total=(s.epochs - start_epoch) * s.iters)
@@ -379,8 +353,8 @@ def adapt(cfg: AdaptConfig, resume: bool = False) -> Path:
                 raise AdaptError(f"epoch {epoch + 1}: DBSCAN found no cluster (all {len(labels)} samples are "
                                  f"outliers); raise cluster.eps (now {cfg.cluster.eps}) or lower min_samples")
             if n_clusters == 1:
-                _say(f"[yellow]warning:[/] epoch {epoch + 1}: DBSCAN put every clustered sample in ONE cluster, "
-                     f"so the contrastive loss is 0 this epoch; lower cluster.eps (now {cfg.cluster.eps}) or k1")
+                say(f"[yellow]warning:[/] epoch {epoch + 1}: DBSCAN put every clustered sample in ONE cluster, "
+                    f"so the contrastive loss is 0 this epoch; lower cluster.eps (now {cfg.cluster.eps}) or k1")
             # (4) memory = normalised cluster means
             feats_t = torch.from_numpy(feats).to(device)
             labels_t = torch.from_numpy(labels).to(device)
@@ -435,14 +409,11 @@ def adapt(cfg: AdaptConfig, resume: bool = False) -> Path:
                        extract_s=t_extract, cluster_s=t_cluster, train_s=t_train)
 
             # evaluate, publish models, save the state
-            last = epoch + 1 == s.epochs
             if cfg.eval.enabled and dataset.query and dataset.gallery and \
-                    (last or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0)):
+                    eval_due(epoch + 1, s.epochs, cfg.eval.every):
                 last_metrics = evaluate_target(model, dataset, cfg, device, amp)
                 row.update(last_metrics)
-                if last_metrics["mAP"] > best["mAP"]:
-                    best = {"mAP": last_metrics["mAP"], "epoch": epoch + 1}
-                    save_model(model, out / "best.safetensors")
+                best = keep_best(model, last_metrics, best, epoch + 1, out)
             save_model(model, out / "last.safetensors")
             state = {"epoch": epoch + 1, "best": best, "rng": rng_state(), "model": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "dash": dash.state_dict() if dash else None,
@@ -454,11 +425,6 @@ def adapt(cfg: AdaptConfig, resume: bool = False) -> Path:
     summary.update(best_mAP=best["mAP"], best_epoch=best["epoch"], final=last_metrics)
     save_json(out / "summary.json", summary)
     return out
-
-
-def _say(text: str) -> None:
-    from reidkit.cli.common import console
-    console.print(text, highlight=False)
 
 
 def _epoch_line(epoch: int, epochs: int, row: dict) -> str:

@@ -29,10 +29,9 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from rich.console import Console
 from torch import nn
 
-from reidkit.config import save_config, to_dict
+from reidkit.config import to_dict
 from reidkit.data.train_loader import CacheMode, build_train_loader
 from reidkit.data.transforms import build_test_transform, build_train_transform
 from reidkit.losses.center import CenterLoss
@@ -40,15 +39,13 @@ from reidkit.losses.softmax import MarginSoftmax, cross_entropy
 from reidkit.losses.triplet import TripletLoss
 from reidkit.methods.ema import ModelEMA
 from reidkit.methods.optim import build_optimizer, cosine_iter_schedule, step_epoch_lr, timm_cosine_epoch_lr
-from reidkit.utils.checkpoint import (CheckpointError, NonFiniteLossError, load_state, rng_state, save_state,
-                                      set_rng_state)
+from reidkit.methods.training_run import (autocast_dtype, eval_due, evaluate_query_gallery, keep_best,
+                                          open_run_folder, say)
+from reidkit.utils.checkpoint import NonFiniteLossError, load_state, rng_state, save_state, set_rng_state
 from reidkit.utils.io import save_json
 from reidkit.utils.metric_log import MetricLog
 from reidkit.utils.progress import make_progress
 from reidkit.utils.seed import seed_everything
-
-
-_console = Console()
 
 
 class FinetuneError(ValueError):
@@ -258,14 +255,6 @@ def _load_data(cfg: DataConfig):
     return main
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "none":
-        return None
-    if amp == "fp16" and device.type != "cuda":
-        raise FinetuneError("solver.amp=fp16 needs a GPU (it relies on a gradient scaler); use amp=bf16 on CPU")
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
 def _lr_for(cfg: SolverConfig, group: dict, epoch: int, step: int, iter_sched) -> float:
     peak = group["peak_lr"]
     if cfg.scheduler == "cosine":
@@ -299,21 +288,11 @@ def _check(cfg: FinetuneConfig, world: int) -> None:
 def evaluate_model(model: nn.Module, dataset, cfg: FinetuneConfig, device: torch.device,
                    progress: bool = True) -> dict[str, float]:
     """mAP, R1, R5, R10, mINP (percent) of ``model`` on the dataset's query / gallery."""
-    from reidkit.evaluation.extract import extract_features
-    from reidkit.evaluation.metrics import evaluate
-
-    tf = build_test_transform(cfg.data.size, cfg.data.test_interpolation)
-    amp = _amp_dtype(cfg.solver.amp, device)
     workers = cfg.eval.num_workers if cfg.eval.num_workers >= 0 else min(4, max(0, (os.cpu_count() or 1) - 1))
-    kw = dict(transform=tf, batch_size=cfg.eval.batch_size, flip=cfg.eval.flip, device=device,
-              num_workers=workers, amp_dtype=amp, progress=progress)
-    q = extract_features(model, dataset.query, description="extract query", **kw)
-    g = extract_features(model, dataset.gallery, description="extract gallery", **kw)
-    m = evaluate(query=q, gallery=g, metric=cfg.eval.metric, protocol=cfg.eval.protocol)
-    cmc = m["cmc"]
-    rank = lambda r: float(cmc[min(r, len(cmc)) - 1]) * 100  # noqa: E731
-    return {"mAP": float(m["mAP"]) * 100, "R1": rank(1), "R5": rank(5), "R10": rank(10),
-            "mINP": float(m["mINP"]) * 100}
+    return evaluate_query_gallery(model, dataset, build_test_transform(cfg.data.size, cfg.data.test_interpolation),
+                                  cfg.eval.batch_size, device, cfg.eval.metric, cfg.eval.protocol,
+                                  amp=autocast_dtype(cfg.solver.amp, device, FinetuneError), flip=cfg.eval.flip,
+                                  num_workers=workers, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,15 +309,7 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> Path:
     d, device = _init_distributed(cfg.train.device)
     _check(cfg, d.world)
     out = Path(cfg.output)
-    state_path = out / "last.pt"
-    if d.main:
-        if state_path.exists() and not resume:
-            raise FinetuneError(f"{out}: already holds a run (last.pt); resume it with --resume, or choose "
-                                "another output folder")
-        if resume and not state_path.exists():
-            raise CheckpointError(f"{state_path}: nothing to resume (no checkpoint yet); start without --resume")
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+    state_path = open_run_folder(out, cfg, resume, FinetuneError, write=d.main)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     if device.type == "cuda" and not cfg.train.deterministic:
         torch.backends.cudnn.benchmark = True
@@ -364,7 +335,7 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> Path:
     if cfg.model.weights:
         from reidkit.models.checkpoints import load_weights
         # backbone only: the BNNeck and classifier start fresh for this training set (as officially)
-        _say(d, load_weights(model, cfg.model.weights, head=False).summary())
+        say(load_weights(model, cfg.model.weights, head=False).summary(), d.main)
     head = MarginSoftmax(model.feat_dim, num_classes, cfg.loss.id_loss, cfg.loss.margin_scale, cfg.loss.margin) \
         if margin and cfg.loss.id_weight > 0 else None
     net = TrainNet(model, head, use_camids=getattr(model.spec, "sie_cameras", 0) > 0).to(device)
@@ -377,7 +348,7 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> Path:
                                 layer_decay=s.layer_decay, betas=s.betas)
     center_opt = torch.optim.SGD(criterion.center.parameters(), lr=cfg.loss.center_lr) \
         if criterion.center is not None else None
-    amp = _amp_dtype(s.amp, device)
+    amp = autocast_dtype(s.amp, device, FinetuneError)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     ema = ModelEMA(model, s.ema) if s.ema > 0 else None
     ddp = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
@@ -399,11 +370,9 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> Path:
             ema.load_state_dict(state["ema"])
         start_epoch, step, best = int(state["epoch"]), int(state["step"]), dict(state["best"])
         set_rng_state(state["rng"])
-        if log is not None:
-            log.truncate_after(start_epoch)
-        _say(d, f"resumed {out} after epoch {start_epoch}")
-    elif log is not None and log.rows:
-        log.truncate_after(0)
+        say(f"resumed {out} after epoch {start_epoch}", d.main)
+    if log is not None:  # drop the rows of an epoch that was logged but not saved (all of them when starting)
+        log.truncate_after(start_epoch)
 
     iters = len(sampler)
     iter_sched = cosine_iter_schedule(1.0, s.min_lr_factor, s.epochs, max(iters, 1), s.warmup_epochs,
@@ -466,16 +435,12 @@ def train(cfg: FinetuneConfig, resume: bool = False) -> Path:
                        data_wait=t_data / max(elapsed, 1e-9), epoch_s=elapsed)
 
             # evaluate, then publish models and the training state (rank 0 only)
-            last = epoch + 1 == s.epochs
-            every = cfg.eval.every
             test_model = ema.module if ema is not None else model
             if d.main and cfg.eval.enabled and dataset.query and dataset.gallery and \
-                    (last or (every > 0 and (epoch + 1) % every == 0)):
+                    eval_due(epoch + 1, s.epochs, cfg.eval.every):
                 last_metrics = evaluate_model(test_model, dataset, cfg, device)
                 row.update(last_metrics)
-                if last_metrics["mAP"] > best["mAP"]:
-                    best = {"mAP": last_metrics["mAP"], "epoch": epoch + 1}
-                    save_model(test_model, out / "best.safetensors")
+                best = keep_best(test_model, last_metrics, best, epoch + 1, out)
             if d.main:
                 save_model(test_model, out / "last.safetensors")
                 state = {"epoch": epoch + 1, "step": step, "best": best, "rng": rng_state(),
@@ -528,11 +493,6 @@ def _ranks_agree(net: nn.Module, device: torch.device) -> bool:
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
-def _say(d: _Dist, text: str) -> None:
-    if d.main:
-        _console.print(text, highlight=False)
-
-
 def _epoch_line(epoch: int, epochs: int, row: dict) -> str:
     parts = [f"epoch {epoch}/{epochs}", f"loss {row['loss']:.3f}"]
     parts += [f"{k} {row[k]:.3f}" for k in ("id", "triplet", "center") if k in row]
@@ -551,7 +511,7 @@ def _print_metrics(metrics: dict[str, float], out: Path) -> None:
     for k in metrics:
         table.add_column(k, justify="right")
     table.add_row(*(f"{v:.1f}" for v in metrics.values()))
-    _console.print(table)
+    say(table)
 
 
 def load_run_summary(run_dir: str | Path) -> dict:

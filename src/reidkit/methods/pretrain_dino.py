@@ -19,7 +19,6 @@ shard of the deterministic per-epoch permutation.
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -27,15 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from reidkit.config import save_config, to_dict
+from reidkit.config import to_dict
 from reidkit.data.multicrop import MultiCrop, MultiCropConfig
 from reidkit.losses.dino import DINOLoss
 from reidkit.methods.optim import cosine_iter_schedule
+from reidkit.methods.training_run import open_run_folder
 from reidkit.models.dino_head import DINOHead
 from reidkit.utils.checkpoint import CheckpointError, check_finite, load_state, rng_state, save_state, set_rng_state
 from reidkit.utils.io import atomic_write_text
@@ -312,16 +311,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     if cfg.precision == "fp16" and device.type != "cuda":
         raise ValueError("precision 'fp16' needs a CUDA GPU; use precision=bf16 or precision=fp32 on CPU")
     out = Path(cfg.output_dir)
-    ckpt_path = out / "last.pt"
-    if resume and not ckpt_path.is_file():
-        raise CheckpointError(f"{ckpt_path}: nothing to resume (no checkpoint in {out})")
-    if not resume and ckpt_path.is_file():
-        raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
-                         "another output_dir")
+    ckpt_path = open_run_folder(out, cfg, resume, write=rank == 0)
     seed_everything(cfg.seed)  # the same initial weights on every rank
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
 
     # data
     paths = pool_paths(cfg.data)
@@ -374,7 +365,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
 
     log = MetricLog(out / "log.csv", tensorboard=False) if rank == 0 else None
-    if log is not None and resume:
+    if log is not None:  # drop the rows logged after the checkpoint (all of them when starting)
         log.truncate_after(start_epoch * iters + start_iter)
 
     def save(epoch: int, iter_in_epoch: int, final_of_epoch: bool) -> None:
