@@ -1,9 +1,10 @@
-"""Helpers shared by the command modules: turning known errors into clear one-line messages."""
+"""Helpers shared by the command modules: clear one-line errors, and running a training recipe."""
 from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -23,3 +24,26 @@ def user_errors() -> Iterator[None]:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         err_console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(code=2) from None
+
+
+def run_recipe(config_cls: type, run: Callable[..., Path], recipe: Path, overrides: list[str] | None, *,
+               out: Path | None, out_key: str, resume: bool, print_config: bool, what: str) -> Path | None:
+    """What ``train``, ``pretrain`` and ``adapt`` share: resolve the recipe YAML with its ``key=value``
+    overrides (``--out`` sets ``out_key``), then either print the resolved config (``--print-config``,
+    returns None) or call ``run(cfg, resume=resume)`` and return the run folder. A NaN/inf loss ends
+    the command with exit code 3 and ``"{what} stopped: ..."``."""
+    import yaml
+
+    from reidkit.config import load_config, to_dict
+    from reidkit.utils.checkpoint import NonFiniteLossError
+
+    extra = list(overrides or []) + ([f"{out_key}={out}"] if out is not None else [])
+    cfg = load_config(config_cls, recipe, extra)
+    if print_config:
+        console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False), highlight=False, markup=False)
+        return None
+    try:
+        return run(cfg, resume=resume)
+    except NonFiniteLossError as e:
+        err_console.print(f"[bold red]{what} stopped:[/] {e}", highlight=False)
+        raise typer.Exit(code=3) from None

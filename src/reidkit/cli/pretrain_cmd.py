@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from reidkit.cli.common import console, err_console, user_errors
+from reidkit.cli.common import console, run_recipe, user_errors
 
 
 def pretrain_command(
@@ -20,22 +20,12 @@ def pretrain_command(
     """DINO self-supervised pre-training on unlabelled person images (TransReID-SSL recipe).
     Multi-GPU: `torchrun --nproc_per_node=8 -m reidkit.cli.main pretrain ...`."""
     with user_errors():
-        import yaml
-
-        from reidkit.config import load_config, to_dict
         from reidkit.methods.pretrain_dino import PretrainConfig, pretrain
-        from reidkit.utils.checkpoint import NonFiniteLossError
 
-        extra = list(overrides or []) + ([f"output_dir={out}"] if out is not None else [])
-        cfg = load_config(PretrainConfig, config, extra)
-        if print_config:
-            console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False), highlight=False, markup=False)
+        run = run_recipe(PretrainConfig, pretrain, config, overrides, out=out, out_key="output_dir", resume=resume,
+                         print_config=print_config, what="pre-training")
+        if run is None:
             return
-        try:
-            run = pretrain(cfg, resume=resume)
-        except NonFiniteLossError as e:
-            err_console.print(f"[bold red]pre-training stopped:[/] {e}", highlight=False)
-            raise typer.Exit(code=3) from None
         console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt; last.safetensors = the "
                       "teacher backbone, ready for `reidkit train ... model.weights=...`)")
 

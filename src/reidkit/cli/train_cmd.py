@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from reidkit.cli.common import console, err_console, user_errors
+from reidkit.cli.common import console, run_recipe, user_errors
 
 
 def train_command(
@@ -20,22 +20,12 @@ def train_command(
     """Fine-tune a ReID model (TransReID-SSL recipe by default). Multi-GPU: `torchrun --nproc_per_node=4
     -m reidkit.cli.main train ...`."""
     with user_errors():
-        import yaml
-
-        from reidkit.config import load_config, to_dict
         from reidkit.methods.finetune import FinetuneConfig, train
-        from reidkit.utils.checkpoint import NonFiniteLossError
 
-        extra = list(overrides or []) + ([f"output={out}"] if out is not None else [])
-        cfg = load_config(FinetuneConfig, config, extra)
-        if print_config:
-            console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False), highlight=False, markup=False)
+        run = run_recipe(FinetuneConfig, train, config, overrides, out=out, out_key="output", resume=resume,
+                         print_config=print_config, what="training")
+        if run is None:
             return
-        try:
-            run = train(cfg, resume=resume)
-        except NonFiniteLossError as e:
-            err_console.print(f"[bold red]training stopped:[/] {e}", highlight=False)
-            raise typer.Exit(code=3) from None
         console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt, best/last.safetensors)")
 
 
