@@ -21,6 +21,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    """Lay out ``fig``, write it as a PNG at ``path`` (folders created) and free it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_cmc(curves: Mapping[str, np.ndarray], path: str | Path, max_rank: int = 20,
              title: str = "CMC") -> Path:
     """Write the CMC curves ``{label: cmc}`` (each (R,) in [0, 1], rank-1 first) as a PNG."""
@@ -36,12 +46,7 @@ def plot_cmc(curves: Mapping[str, np.ndarray], path: str | Path, max_rank: int =
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def read_log(path: str | Path) -> dict[str, np.ndarray]:
@@ -107,9 +112,4 @@ def plot_training_curves(log_csv: str | Path, path: str | Path, title: str = "tr
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
