@@ -391,8 +391,9 @@ def adapt(cfg: AdaptConfig, resume: bool = False) -> Path:
                 loss = memory(bn.float(), targets)
                 if not torch.isfinite(loss.detach()):
                     kept = "the last good checkpoint is kept" if state_path.exists() else "no checkpoint yet"
-                    raise NonFiniteLossError(f"loss became {float(loss.detach())} at epoch {epoch + 1}, iteration {it + 1}; "
-                                             f"stopping ({kept}). Lower solver.lr or set solver.grad_clip.")
+                    raise NonFiniteLossError(f"loss became {float(loss.detach())} at epoch {epoch + 1}, "
+                                             f"iteration {it + 1}; stopping ({kept}). Lower solver.lr or set "
+                                             "solver.grad_clip.")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if s.grad_clip > 0:
