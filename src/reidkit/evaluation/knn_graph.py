@@ -125,12 +125,35 @@ def _rescore_prefix(xn: np.ndarray, sqn: np.ndarray, cand: np.ndarray, count: np
     return out
 
 
+def _bf16_operands(x: torch.Tensor, sq: torch.Tensor, chunk: int = 4096):
+    """a = [x, 1, 0...] and b = [x, -|x|^2/2, 0...] in bf16 (width padded to a multiple of 32), with
+    the norms the certificate needs: |a - a16|, |b - b16|, |a16|, |b|, |b16| per row (float64).
+    Built in row chunks, so no full-size float32 temporaries are allocated (and page-faulted)."""
+    n, d = x.shape
+    width = d + 1 + (-(d + 1)) % 32
+    a16 = torch.zeros(n, width, dtype=torch.bfloat16)
+    b16 = torch.zeros(n, width, dtype=torch.bfloat16)
+    norms = torch.empty(5, n, dtype=torch.float64)  # ea, eb, na, |b|, |b16|
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        a = torch.zeros(e - s, width)
+        a[:, :d] = x[s:e]
+        b = a.clone()
+        a[:, d] = 1.0
+        b[:, d] = -0.5 * sq[s:e]
+        a16[s:e], b16[s:e] = a, b
+        a16f, b16f = a16[s:e].float(), b16[s:e].float()
+        for row, v in enumerate((a - a16f, b - b16f, a16f, b, b16f)):
+            norms[row, s:e] = v.norm(dim=1)
+    return (a16, b16, *norms)
+
+
 def _knn_torch(x_np: np.ndarray, k: int, block: int, want_max: bool, use_bf16: bool,
                margin: int = 40) -> tuple[KnnGraph, int]:
     """Returns the graph and the number of rows that needed the fp32 fallback."""
     n = x_np.shape[0]
     # scale so the largest norm is 1: ranking is unchanged and the bf16 error bound stays small
-    scale = float(np.sqrt((x_np.astype(np.float64) ** 2).sum(1).max())) or 1.0
+    scale = float(np.sqrt(np.einsum("nd,nd->n", x_np, x_np).max())) or 1.0
     x = torch.from_numpy(x_np) / scale
     sq = (x * x).sum(1)
     row_max = np.empty(n, dtype=np.float32) if want_max else None
@@ -147,17 +170,9 @@ def _knn_torch(x_np: np.ndarray, k: int, block: int, want_max: bool, use_bf16: b
         return _unscale(KnnGraph(idx, dist, row_max), scale), 0
 
     kk = min(n, k + margin)
-    pad = (-(x.shape[1] + 1)) % 32
-    a = torch.cat([x, torch.ones(n, 1), torch.zeros(n, pad)], 1)
-    b = torch.cat([x, -0.5 * sq[:, None], torch.zeros(n, pad)], 1)
-    a16, b16 = a.bfloat16(), b.bfloat16()
-    ea = (a - a16.float()).norm(dim=1).double()
-    eb_max = float((b - b16.float()).norm(dim=1).max())
-    na = a16.float().norm(dim=1).double()
-    b_max = float(b.norm(dim=1).max())
-    nb16_max = float(b16.float().norm(dim=1).max())
-    acc = a.shape[1] * 2.0 ** -23  # fp32 accumulation, generous
-    del a, b
+    a16, b16, ea, eb, na, b_norm, nb16 = _bf16_operands(x, sq)
+    eb_max, b_max, nb16_max = float(eb.max()), float(b_norm.max()), float(nb16.max())
+    acc = a16.shape[1] * 2.0 ** -23  # fp32 accumulation, generous
     err = (ea * b_max + na * eb_max + acc * na * nb16_max).numpy()  # (N,) bound on |score error|
     cand = np.empty((n, kk), dtype=np.int64)
     score = np.empty((n, kk), dtype=np.float32)
