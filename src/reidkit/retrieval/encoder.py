@@ -6,14 +6,13 @@ uploaded copy of a gallery image gets that image's feature (cosine 1.0).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from reidkit.retrieval.index import GalleryIndex, IndexFileError
+from reidkit.retrieval.index import GalleryIndex, IndexFileError, file_sha256
 
 
 class ImageEncoder:
@@ -49,7 +48,7 @@ class ImageEncoder:
 
     def describe(self) -> dict:
         """What the index records about its model (so queries can reuse it)."""
-        return {"path": str(self.path.resolve()), "sha256": _sha256(self.path), "feat_dim": self.feat_dim,
+        return {"path": str(self.path.resolve()), "sha256": file_sha256(self.path), "feat_dim": self.feat_dim,
                 "flip": self.flip}
 
     def encode_files(self, paths: list[str], batch_size: int = 64) -> np.ndarray:
@@ -105,10 +104,3 @@ def encode_gallery(source: str | Path, model: str | Path | None, dataset: str | 
     paths = [os.path.abspath(p) for p in fs.paths]
     return fs.features, fs.pids, fs.camids, paths, [Path(os.path.abspath(r)) for r in roots], enc.describe()
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
