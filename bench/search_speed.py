@@ -1,17 +1,23 @@
 """Gallery search at scale: recall@k of the approximate indexes against exact search, and latency.
 
-    uv run python bench/search_speed.py                 # 1,000,000 x 384 (about 4 GB of RAM at peak)
-    uv run python bench/search_speed.py --n 100000      # a quicker run
-    uv run python bench/search_speed.py --kinds flat,ivfpq --threads 2
+    uv run python bench/search_speed.py --threads 1              # 1,000,000 x 384 (about 5 GB of RAM at peak)
+    uv run python bench/search_speed.py --n 200000 --threads 1   # a quicker run
+    uv run python bench/search_speed.py --kinds ivfpq,ivfpq:nlist=1000 --nprobe 200 400
 
 The gallery is synthetic but shaped like ReID features: ``n / 20`` identities, each a random
-direction plus per-image noise, so a query's true neighbours are the ~20 images of its identity
-(not uniform noise, on which every ANN index looks bad and no real gallery looks like).
-Queries are fresh images of gallery identities. Exact inner-product search (faiss IndexFlatIP,
-the ``flat`` kind) gives the ground truth and is the peer every approximate index is compared with,
-in the same run: recall@k = |approx top-k ∩ exact top-k| / k, batch throughput, and single-query
-latency (median and 99th percentile over ``--single`` one-at-a-time queries).
-Every index is built by reidkit's own code (``GalleryIndex.build``), with the defaults users get.
+direction plus per-image noise as large as that direction, so a query's true neighbours are the
+~20 images of its identity (not uniform noise, on which every ANN index looks bad and no real
+gallery looks like). Queries are fresh images of gallery identities. Exact inner-product search
+(faiss IndexFlatIP, the ``flat`` kind) gives the ground truth and is the peer every approximate
+index is compared with, in the same run: recall@k = |approx top-k ∩ exact top-k| / k, rank-1
+identity accuracy, batch throughput, and single-query latency (median and 99th percentile over
+``--single`` one-at-a-time queries).
+
+Every index is built by reidkit's own code (``GalleryIndex.build``). Each kind is built once with
+the defaults a user gets without flags (plus any ``kind:key=value`` build overrides); its
+``default`` row uses the default search setting, the other rows sweep that search-time knob
+(``nprobe`` for ivfpq, ``efSearch`` for hnsw) on the same index. ``auto`` marks the kind that
+``--kind auto`` picks for this gallery size.
 """
 from __future__ import annotations
 
@@ -60,36 +66,35 @@ def timed_search(index, queries: np.ndarray, k: int, single: int) -> dict:
             "p99_ms": float(np.percentile(lat_ms, 99))}
 
 
-def with_refinement(plain, gallery: np.ndarray, refine: str):
-    """``plain`` IVF-PQ wrapped exactly as ``GalleryIndex.build(kind='ivfpq', refine=...)`` builds it
-    (faiss IndexRefine over SQ8 or flat copies), reusing its training so the bench trains once."""
-    import copy
-
-    import faiss
-
-    d = gallery.shape[1]
-    if refine == "sq8":
-        fine = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        fine.train(gallery)
-    else:
-        fine = faiss.IndexFlatIP(d)
-    fine.add(gallery)
-    wrapped = faiss.IndexRefine(plain.faiss, fine)
-    wrapped.k_factor = 4
-    out = copy.copy(plain)
-    out.faiss, out.params = wrapped, {**plain.params, "refine": refine}
-    out._keep = (plain.faiss, fine)  # the wrapper does not own its parts
-    return out
-
-
 def index_bytes(gi) -> int:
+    """Bytes of the faiss index as written to disk (flat: 4 D per vector, not serialised to save RAM)."""
     import faiss
 
-    return int(faiss.serialize_index(gi.faiss).nbytes) if gi.kind != "flat" or len(gi) <= 2_000_000 else 0
+    if gi.kind == "flat":
+        return 4 * gi.dim * len(gi)
+    return int(faiss.serialize_index(gi.faiss).nbytes)
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def parse_kind(spec: str) -> tuple[str, dict]:
+    """``ivfpq:nlist=1000:refine=none`` -> ("ivfpq", {"nlist": 1000, "refine": "none"})."""
+    kind, *pairs = spec.split(":")
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--kinds: expected key=value after {kind}:, got {pair!r}")
+        params[key] = {"true": True, "false": False}.get(value.lower(), value)
+        for cast in (int, float):
+            try:
+                params[key] = cast(value)
+                break
+            except ValueError:
+                pass
+    return kind, params
 
 
 def main() -> None:
@@ -98,11 +103,12 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--k", type=int, nargs="+", default=[1, 10])
-    ap.add_argument("--kinds", default="ivfpq,ivfpq+sq8,hnsw",
-                    help="approximate kinds to compare with flat; ivfpq = PQ codes only, ivfpq+sq8 = re-scored "
-                         "with 8-bit copies (reidkit's default for ivfpq)")
-    ap.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64, 128], help="ivfpq sweep")
-    ap.add_argument("--ef-search", type=int, nargs="+", default=[32, 64, 128, 256], help="hnsw sweep")
+    ap.add_argument("--kinds", default="hnsw,ivfpq,ivfpq:refine=none",
+                    help="approximate indexes compared with flat, comma-separated; kind:key=value overrides a build "
+                         "default (e.g. ivfpq:fast_scan=false:nbits=8, reidkit's old IVF-PQ codes)")
+    ap.add_argument("--nprobe", type=int, nargs="*", default=None,
+                    help="ivfpq sweep (default: 10, 25, 45, 60%% of nlist, next to the default's 35%%)")
+    ap.add_argument("--ef-search", type=int, nargs="*", default=[32, 64, 256], help="hnsw sweep (beside the default)")
     ap.add_argument("--single", type=int, default=200, help="one-at-a-time queries timed for latency")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=0)
@@ -112,72 +118,79 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from reidkit.retrieval.index import GalleryIndex
+    from reidkit.retrieval.index import GalleryIndex, choose_kind
 
     faiss.omp_set_num_threads(args.threads)
-    console = Console(width=170)
+    console = Console(width=180)
     kmax = max(args.k)
     t = time.perf_counter()
     gallery, gallery_ids, queries, query_ids = synthetic(args.n, args.dim, args.queries, args.seed)
 
     def rank1(ids: np.ndarray) -> str:  # ReID rank-1: is the top result of the query's identity
         return f"{np.mean(gallery_ids[ids[:, 0]] == query_ids):.3f}"
+    auto = choose_kind(args.n)
     console.print(f"data: {args.n:,} x {args.dim} gallery ({gallery.nbytes / 1e9:.2f} GB), {args.queries} queries, "
                   f"{args.n // 20:,} identities, generated in {time.perf_counter() - t:.1f} s; "
-                  f"faiss {faiss.__version__}, {args.threads} threads")
+                  f"faiss {faiss.__version__}, {args.threads} threads; --kind auto picks {auto}")
 
-    table = Table(title=f"search_speed: N={args.n:,}, D={args.dim}, Q={args.queries}, threads={args.threads}",
-                  title_justify="left")
-    for col in ("index", "setting", "build s", "size MB", *(f"recall@{k}" for k in args.k), "rank-1 id",
-                "QPS (batch)", "p50 ms", "p99 ms", "speed-up vs flat"):
+    table = Table(title=f"search_speed: N={args.n:,}, D={args.dim}, Q={args.queries}, k={kmax}, "
+                        f"threads={args.threads}", title_justify="left")
+    for col in ("index", "setting", "build s", "B/vector", *(f"recall@{k}" for k in args.k), "rank-1 id",
+                "QPS (batch)", "p50 ms", "p99 ms", "p50 speed-up"):
         table.add_column(col, justify="left" if col in ("index", "setting") else "right")
+
+    def add_row(name: str, setting: str, build_s: float, nbytes: int, r: dict, exact_p50: float,
+                default: bool = False, last: bool = False) -> None:
+        row = (name, setting, f"{build_s:.1f}", f"{nbytes / args.n:.0f}",
+               *(f"{recall(r['ids'][:, :k], exact['ids'][:, :k]):.3f}" for k in args.k), rank1(r["ids"]),
+               f"{r['qps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{exact_p50 / r['p50_ms']:.0f}x")
+        table.add_row(*row, style="bold" if default else None, end_section=last)
+        console.print("  " + " | ".join(row), highlight=False)  # kept if a long run is cut short
 
     t = time.perf_counter()
     flat = GalleryIndex.build(gallery, kind="flat")
     flat_build = time.perf_counter() - t
     exact = timed_search(flat, queries, kmax, args.single)
-    row = ("flat (exact, peer)", "-", f"{flat_build:.1f}", f"{gallery.nbytes / 1e6:.0f}",
-           *("1.000" for _ in args.k), rank1(exact["ids"]), f"{exact['qps']:.0f}", f"{exact['p50_ms']:.2f}",
-           f"{exact['p99_ms']:.2f}", "1.0x")
-    table.add_row(*row)
-    console.print("  " + " | ".join(row), highlight=False)
+    add_row("flat (exact, peer)" + (" auto" if auto == "flat" else ""), "-", flat_build, index_bytes(flat), exact,
+            exact["p50_ms"], default=auto == "flat", last=True)
     del flat
     console.print(f"flat done (peak RSS {peak_rss_gb():.1f} GB)")
 
-    kinds = [k for k in args.kinds.split(",") if k]
-    plain = None
-    for kind in kinds:
-        base, _, refine = kind.partition("+")
+    for spec in [s for s in args.kinds.split(",") if s]:
+        kind, overrides = parse_kind(spec)
+        if kind not in ("hnsw", "ivfpq"):
+            raise SystemExit(f"--kinds: {kind!r} is not an approximate kind (hnsw, ivfpq)")
         t = time.perf_counter()
-        if base == "ivfpq" and refine and plain is not None:
-            gi = with_refinement(plain, gallery, refine)  # same trained IVF-PQ, plus re-scoring copies
-            build_s = plain_build + time.perf_counter() - t
-        else:
-            gi = GalleryIndex.build(gallery, kind=base, params={"refine": refine or "none"} if base == "ivfpq" else None)
-            build_s = time.perf_counter() - t
+        gi = GalleryIndex.build(gallery, kind=kind, params=overrides)
+        build_s = time.perf_counter() - t
+        nbytes = index_bytes(gi)
+        built = {k: v for k, v in gi.params.items() if k not in ("nprobe", "efSearch", "k_factor")}
+        is_default = not overrides
+        name = spec + (" (auto)" if is_default and kind == auto else "")
+        console.print(f"{spec}: built in {build_s:.1f} s, {nbytes / args.n:.0f} B/vector, "
+                      + ", ".join(f"{k}={v}" for k, v in built.items()))
         if kind == "ivfpq":
-            plain, plain_build = gi, build_s
-        size_mb = index_bytes(gi) / 1e6
-        sweep = args.nprobe if base == "ivfpq" else args.ef_search
-        for value in sweep:
-            if base == "ivfpq":
-                ivf = faiss.extract_index_ivf(gi.faiss)
-                ivf.nprobe = min(value, gi.params["nlist"])
-                setting = f"nlist={gi.params['nlist']} PQ{gi.params['m']} nprobe={ivf.nprobe}"
-            else:
-                gi.faiss.hnsw.efSearch = value
-                setting = f"M={gi.params['M']} efSearch={value}"
+            knob, default_value = "nprobe", gi.params["nprobe"]
+            nlist = gi.params["nlist"]
+            sweep = args.nprobe if args.nprobe is not None else [max(1, round(s * nlist)) for s in (0.1, 0.25, 0.45, 0.6)]
+            values = sorted({min(v, nlist) for v in sweep} | {default_value})
+            label = lambda v: f"nlist={nlist} nprobe={v} ({v / nlist:.0%})"  # noqa: E731
+        else:
+            knob, default_value = "efSearch", gi.params["efSearch"]
+            values = sorted(set(args.ef_search) | {default_value})
+            label = lambda v: f"M={gi.params['M']} efC={gi.params['efConstruction']} efSearch={v}"  # noqa: E731
+        for value in values:
+            gi.set_search_params(**{knob: value})
             r = timed_search(gi, queries, kmax, args.single)
-            row = (kind, setting, f"{build_s:.1f}", f"{size_mb:.0f}",
-                   *(f"{recall(r['ids'][:, :k], exact['ids'][:, :k]):.3f}" for k in args.k), rank1(r["ids"]),
-                   f"{r['qps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['qps'] / exact['qps']:.1f}x")
-            table.add_row(*row)
-            console.print("  " + " | ".join(row), highlight=False)  # kept if a long run is cut short
-        console.print(f"{kind} done: {build_s:.1f} s build (peak RSS {peak_rss_gb():.1f} GB)")
-        if gi is not plain:
-            del gi
+            marked = is_default and value == default_value
+            add_row(name, label(value) + ("  <- default" if marked else ""), build_s, nbytes, r, exact["p50_ms"],
+                    default=marked, last=value == values[-1])
+        console.print(f"{spec} done (peak RSS {peak_rss_gb():.1f} GB)")
+        del gi
     console.print(table)
-    console.print(f"peak RSS {peak_rss_gb():.1f} GB. Speed-up is batch QPS over exact flat search in this run.")
+    console.print(f"peak RSS {peak_rss_gb():.1f} GB. Bold rows: what `reidkit index build` gives without flags "
+                  f"(default search setting); p50 speed-up is exact flat's single-query median over the row's. "
+                  f"B/vector: the faiss index file (the index folder adds the item metadata).")
 
 
 if __name__ == "__main__":

@@ -117,3 +117,21 @@ def test_build_from_images_and_search_with_an_image(tmp_path, image_gallery, tin
     assert r.exit_code == 0 and len(GalleryIndex.load(ix)) == 13, r.output
     r = run("search", ix, root, "-k", "2", "--json")
     assert r.exit_code == 0 and len(json.loads(r.output)) == 12
+
+
+def test_search_time_knobs_from_the_cli(tmp_path, clustered):
+    feats, pids, camids = clustered(150, 8, 16, seed=3)
+    save_features(FeatureSet(feats, pids, camids), tmp_path / "g.npz")
+    save_features(FeatureSet(feats[::50], pids[::50], camids[::50]), tmp_path / "q.npz")
+    r = run("index", "build", tmp_path / "g.npz", "--out", tmp_path / "ix", "--kind", "ivfpq", "--nlist", "20",
+            "--k-factor", "8")
+    assert r.exit_code == 0, r.output
+    idx = GalleryIndex.load(tmp_path / "ix")
+    assert idx.params["nlist"] == 20 and idx.params["nprobe"] == 7 and idx.params["k_factor"] == 8
+    r = run("search", tmp_path / "ix", tmp_path / "q.npz", "-k", "3", "--json", "--nprobe", "20")
+    assert r.exit_code == 0, r.output
+    # every list probed and re-scored: the query's own vector comes first
+    assert [q["results"][0]["id"] for q in json.loads(r.output)] == list(range(0, len(feats), 50))
+    r = run("search", tmp_path / "ix", tmp_path / "q.npz", "--ef-search", "64")
+    assert r.exit_code == 2 and "do not apply to a ivfpq index" in " ".join(r.output.split())
+    assert GalleryIndex.load(tmp_path / "ix").params["nprobe"] == 7  # a search does not rewrite the index

@@ -60,7 +60,7 @@ def test_ivfpq_needs_enough_vectors(features):
 
 def test_auto_kind_by_size():
     assert choose_kind(50_000) == "flat"
-    assert choose_kind(500_000) == "hnsw"
+    assert choose_kind(500_000) == "ivfpq"
     assert choose_kind(5_000_000) == "ivfpq"
     with pytest.raises(IndexFileError, match="unknown index kind"):
         GalleryIndex.build(np.ones((3, 4)), kind="annoy")
@@ -198,3 +198,66 @@ def test_ivfpq_refine_recovers_exact_ranking(clustered, brute_force):
     np.testing.assert_allclose(res.scores[:, 0], ref_scores[:, 0], atol=1e-5)
     with pytest.raises(IndexFileError, match="refine must be none, sq8 or flat"):
         GalleryIndex.build(feats, kind="ivfpq", params={"refine": "opq"})
+
+
+def numpy_top_k(gallery: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Exact cosine top-k by a float64 matrix product and a full sort (no faiss)."""
+    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    return np.argsort(-(q.astype(np.float64) @ g.astype(np.float64).T), axis=1, kind="stable")[:, :k]
+
+
+def noisy_identities(n_ids=300, per_id=20, dim=64, n_queries=60, seed=5):
+    """Gallery (n_ids * per_id, dim) and fresh queries of its identities, as in bench/search_speed.py:
+    per-image noise as large as the identity direction, so an identity's images scatter over many
+    inverted lists."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_ids, dim))
+    pids = np.repeat(np.arange(n_ids), per_id)
+    feats = centres[pids] + rng.normal(size=(len(pids), dim))
+    queries = centres[rng.integers(0, n_ids, n_queries)] + rng.normal(size=(n_queries, dim))
+    return feats.astype(np.float32), pids, queries.astype(np.float32)
+
+
+def test_default_ivfpq_reaches_high_recall_on_noisy_identities():
+    feats, pids, queries = noisy_identities(300, 20, 128)
+    ref = numpy_top_k(feats, queries, 10)
+    idx = GalleryIndex.build(feats, pids, kind="ivfpq")  # the defaults users get without flags
+    p = idx.params
+    assert p["fast_scan"] and p["refine"] == "sq8" and p["nprobe"] == int(np.ceil(0.35 * p["nlist"]))
+    default_recall = recall_at(idx.search(queries, 10).ids, ref)
+    assert default_recall >= 0.97
+    # the probe share is what buys the recall: one list per query misses neighbours (~0.95 here;
+    # on the 1M bench gallery, where ~25 identities share a list, far more)
+    idx.set_search_params(nprobe=1)
+    assert recall_at(idx.search(queries, 10).ids, ref) < default_recall - 0.02
+
+
+def test_default_hnsw_reaches_high_recall_on_noisy_identities():
+    feats, pids, queries = noisy_identities(150, 20, 128, seed=9)
+    ref = numpy_top_k(feats, queries, 10)
+    idx = GalleryIndex.build(feats, pids, kind="hnsw")
+    assert recall_at(idx.search(queries, 10).ids, ref) >= 0.95
+
+
+def test_search_params_override_and_validation(features, tmp_path):
+    feats, pids, camids = features
+    big = np.concatenate([feats + 0.01 * i for i in range(6)])  # 1,440 vectors: enough to train ivfpq
+    idx = GalleryIndex.build(big, kind="ivfpq", params={"nlist": 20})
+    assert idx.params["nprobe"] == 7  # the default share (35 %) of the lists asked for
+    idx.set_search_params(nprobe=3, k_factor=8)
+    import faiss
+    assert faiss.extract_index_ivf(idx.faiss).nprobe == 3 and idx.faiss.k_factor == 8
+    idx.save(tmp_path / "ix")
+    assert GalleryIndex.load(tmp_path / "ix").params["nprobe"] == 3
+    with pytest.raises(IndexFileError, match=r"\['efSearch'\] do not apply to a ivfpq index"):
+        idx.set_search_params(efSearch=10)
+    with pytest.raises(IndexFileError, match="nprobe must be positive"):
+        idx.set_search_params(nprobe=0)
+    with pytest.raises(IndexFileError, match="fast-scan codes are 4-bit"):
+        GalleryIndex.build(big, kind="ivfpq", params={"nbits": 8})
+    plain = GalleryIndex.build(big, kind="ivfpq", params={"refine": "none", "nlist": 20})
+    with pytest.raises(IndexFileError, match="k_factor applies to an ivfpq index with refine"):
+        plain.set_search_params(k_factor=2)
+    with pytest.raises(IndexFileError, match="do not apply to a flat index"):
+        GalleryIndex.build(feats, kind="flat").set_search_params(nprobe=2)

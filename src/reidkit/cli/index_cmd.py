@@ -12,7 +12,10 @@ from reidkit.cli.common import console, user_errors
 index_app = typer.Typer(help="Build, grow and inspect a faiss gallery index (flat / HNSW / IVF-PQ).",
                         no_args_is_help=True)
 
-KIND_HELP = "auto (flat up to 100k, hnsw up to 1M, ivfpq beyond), flat (exact), hnsw, ivfpq"
+KIND_HELP = "auto (flat up to 100k, ivfpq beyond), flat (exact), hnsw, ivfpq"
+NPROBE_HELP = "ivfpq: inverted lists visited per query (default 35% of nlist; fewer is faster, lower recall)"
+K_FACTOR_HELP = "ivfpq with refine: PQ candidates re-scored per result wanted (default 4)"
+EF_SEARCH_HELP = "hnsw: search beam width (default 128; larger is slower, higher recall)"
 SOURCE_HELP = ("a feature file (.safetensors/.npz from `reidkit extract`), or with --model an image, "
                "a folder of images, or a dataset root with --dataset")
 
@@ -41,10 +44,12 @@ def build(source: Path = typer.Argument(..., help=SOURCE_HELP),
           model: Optional[Path] = typer.Option(None, help="model file (.safetensors) to embed images"),
           dataset: Optional[str] = typer.Option(None, help="dataset format of SOURCE (e.g. market1501)"),
           split: str = typer.Option("gallery", help="dataset split to index"),
-          nprobe: Optional[int] = typer.Option(None, help="ivfpq: inverted lists visited per query"),
+          nlist: Optional[int] = typer.Option(None, help="ivfpq: inverted lists (default 2 sqrt(N))"),
+          nprobe: Optional[int] = typer.Option(None, help=NPROBE_HELP),
           refine: Optional[str] = typer.Option(None, help="ivfpq: re-score candidates with sq8 or flat copies "
                                                "of the vectors (default sq8: near-exact ranking, D bytes per image) or none (codes only)"),
-          ef_search: Optional[int] = typer.Option(None, help="hnsw: search beam width"),
+          k_factor: Optional[float] = typer.Option(None, help=K_FACTOR_HELP),
+          ef_search: Optional[int] = typer.Option(None, help=EF_SEARCH_HELP),
           batch_size: int = typer.Option(64, help="images per forward pass"),
           force: bool = typer.Option(False, help="overwrite an existing index folder")) -> None:
     """Build a gallery index from features or images."""
@@ -54,8 +59,8 @@ def build(source: Path = typer.Argument(..., help=SOURCE_HELP),
         if (out / "meta.json").exists() and not force:
             raise IndexFileError(f"{out}: an index already exists; use `reidkit index add` or --force")
         feats, pids, camids, paths, roots, model_info = _gallery(source, model, dataset, split, batch_size)
-        params = {k: v for k, v in (("nprobe", nprobe), ("efSearch", ef_search),
-                                                   ("refine", refine)) if v is not None}
+        params = {k: v for k, v in (("nlist", nlist), ("nprobe", nprobe), ("efSearch", ef_search),
+                                    ("refine", refine), ("k_factor", k_factor)) if v is not None}
         with console.status(f"building the index over {len(feats)} vectors"):
             idx = GalleryIndex.build(feats, pids, camids, paths, kind=kind, roots=list(root) or roots,
                                      params=params, model=model_info)
@@ -101,13 +106,18 @@ def search_cmd(index: Path = typer.Argument(..., help="index folder"),
                as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
                model: Optional[Path] = typer.Option(None, help="model for image queries (default: the index's)"),
                out: Optional[Path] = typer.Option(None, help="also write the JSON results to this file"),
-               max_tables: int = typer.Option(20, help="tables shown (all queries go to --json/--out)")) -> None:
+               max_tables: int = typer.Option(20, help="tables shown (all queries go to --json/--out)"),
+               nprobe: Optional[int] = typer.Option(None, help=NPROBE_HELP + "; overrides the index's value"),
+               k_factor: Optional[float] = typer.Option(None, help=K_FACTOR_HELP + "; overrides the index's value"),
+               ef_search: Optional[int] = typer.Option(None, help=EF_SEARCH_HELP + "; overrides the index's value"),
+               ) -> None:
     """Rank the gallery for each query: cosine scores, pids, cameras and image paths."""
     with user_errors():
         from reidkit.retrieval.index import GalleryIndex
         from reidkit.retrieval.search import load_queries, render_table, search
 
         idx = GalleryIndex.load(index)
+        idx.set_search_params(nprobe=nprobe, k_factor=k_factor, efSearch=ef_search)
         q = load_queries(queries, model=model, index=idx)
         results = search(idx, q, k, source=str(queries))
         if out is not None:

@@ -11,12 +11,16 @@ Similarity is cosine: vectors are L2-normalised and searched by inner product, s
 cosine in [-1, 1], higher is closer. Three kinds:
 
 * ``flat``  exact search (faiss IndexFlatIP); right for ReID galleries up to ~1e5 images.
-* ``hnsw``  graph search (IndexHNSWFlat, M=32); near-exact recall, fast queries, keeps full vectors.
-* ``ivfpq`` inverted lists + product quantisation (IndexIVFPQ), for millions. By default the
-  4k PQ candidates are re-scored with 8-bit copies of the vectors (``refine='sq8'``: D/8 + D
-  bytes per image, near-exact ranking); ``refine='none'`` keeps only the D/8-byte codes.
+* ``hnsw``  graph search (IndexHNSWFlat, M=32); keeps full vectors plus the graph (~4.7 D bytes
+  per image). Near-exact at 2e5 images, but its recall falls at 1e6 on ReID-like data.
+* ``ivfpq`` inverted lists + 4-bit fast-scan product quantisation (IndexIVFPQFastScan), for
+  hundreds of thousands to millions; 35 % of the lists are probed. By default the 4k PQ
+  candidates are re-scored with 8-bit copies of the vectors (``refine='sq8'``: D/8 + D bytes per
+  image, near-exact ranking); ``refine='none'`` keeps only the D/8-byte codes.
 
-``auto`` picks by gallery size (:func:`choose_kind`).
+``auto`` picks by gallery size (:func:`choose_kind`): flat up to 100k, ivfpq above. The query-time
+knobs (``nprobe``, ``k_factor``, ``efSearch``) are stored with the index and can be changed per
+search (:meth:`GalleryIndex.set_search_params`).
 
 Updates (``add``) write new generation files, then swap ``meta.json`` atomically, then delete
 the old generation: a run killed at any moment leaves either the old index or the new one.
@@ -36,8 +40,8 @@ import numpy as np
 
 FORMAT = "reidkit.index/1"
 KINDS = ("flat", "hnsw", "ivfpq")
-FLAT_MAX = 100_000      # auto: exact search below this size
-HNSW_MAX = 1_000_000    # auto: graph search below this size, compressed IVF-PQ above
+FLAT_MAX = 100_000      # auto: exact search up to this size, IVF-PQ above
+NPROBE_SHARE = 0.35     # ivfpq: share of the inverted lists probed by default (see _ivfpq_params)
 IVFPQ_MIN = 1_000       # fewer vectors cannot train the coarse quantiser and codebooks sensibly
 
 
@@ -47,9 +51,10 @@ class IndexFileError(ValueError):
 
 def choose_kind(n: int) -> str:
     """The index kind ``auto`` picks for ``n`` gallery vectors."""
-    if n <= FLAT_MAX:
-        return "flat"
-    return "hnsw" if n <= HNSW_MAX else "ivfpq"
+    # Not hnsw: on bench/search_speed.py's 1M gallery HNSW (M=32, efConstruction=40) took 9 minutes
+    # to build on one core, 4x the memory, and reached recall@10 0.67 at efSearch=128 (0.77 at
+    # 256), where IVF-PQ reaches 0.95 at about the same latency. hnsw stays available by flag.
+    return "flat" if n <= FLAT_MAX else "ivfpq"
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -87,13 +92,18 @@ class Items:
 # ----------------------------------------------------------------------------- building faiss indexes
 
 def _ivfpq_params(n: int, d: int) -> dict:
-    # nlist ~ 2 sqrt(N) (faiss suggests 1-16 sqrt(N); the low end keeps k-means training to ~a minute
-    # on 2 cores at 1M) with >= 39 training points per list; m sub-quantisers of ~8 dims each
-    # (D/8 bytes per vector), 8-bit codes once there is data to train 256 centroids per sub-space.
-    nlist = int(max(1, min(2 * math.sqrt(n), n // 39, 65536)))
-    m = next(c for c in (d // 8, d // 4, d // 2, d, 1) if c >= 1 and d % c == 0) if d >= 8 else d
-    nbits = int(max(4, min(8, math.floor(math.log2(max(n // 39, 16))))))
-    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(nlist, 32), "refine": "sq8", "k_factor": 4}
+    # Measured with bench/search_speed.py (one thread): on a ReID-like gallery an identity's images
+    # land in many inverted lists, so recall against exact search is set by the share of lists
+    # probed, and the share needed grows with N (at 1M, 2k lists: 25 % -> recall@10 0.93, 32 % ->
+    # 0.95, 38 % -> 0.965). So: nlist = 2 sqrt(N) (4k lists needed as large a share of the gallery
+    # and trained 3x longer), nprobe = 35 % of the lists, and 4-bit fast-scan PQ codes (d/4
+    # sub-quantisers, D/8 bytes per vector), which scan 4-10x faster than 8-bit PQ codes of the same
+    # size, so probing that much costs ~2 ms a query at 1M on one core. The PQ shortlist
+    # (k_factor * k) is then re-scored with 8-bit copies of the vectors.
+    nlist = int(max(1, min(2 * math.sqrt(n), n // 39, 16384)))
+    m = next(c for c in (d // 4, d // 2, d, 1) if c >= 1 and d % c == 0)
+    return {"nlist": nlist, "m": m, "nbits": 4, "fast_scan": True, "nprobe": max(1, math.ceil(NPROBE_SHARE * nlist)),
+            "refine": "sq8", "k_factor": 4}
 
 
 def new_faiss_index(kind: str, x: np.ndarray, params: dict):
@@ -113,13 +123,23 @@ def new_faiss_index(kind: str, x: np.ndarray, params: dict):
     refine = {"none": "", "sq8": ",Refine(SQ8)", "flat": ",RFlat"}.get(params.get("refine", "none"))
     if refine is None:
         raise IndexFileError(f"ivfpq refine must be none, sq8 or flat, got {params['refine']!r}")
-    idx = faiss.index_factory(d, f"IVF{params['nlist']},PQ{params['m']}x{params['nbits']}{refine}",
+    nlist, m, nbits = int(params["nlist"]), int(params["m"]), int(params["nbits"])
+    fast_scan = bool(params.get("fast_scan", False))
+    if fast_scan and nbits != 4:
+        raise IndexFileError(f"ivfpq fast-scan codes are 4-bit, got nbits={nbits}; pass fast_scan=False for "
+                             "other code sizes")
+    if d % m:
+        raise IndexFileError(f"ivfpq m={m} sub-quantisers must divide the dimension {d}")
+    if not 1 <= nlist <= len(x):
+        raise IndexFileError(f"ivfpq nlist={nlist} must lie in 1..{len(x)} (the number of vectors)")
+    idx = faiss.index_factory(d, f"IVF{nlist},PQ{m}x{nbits}{'fs' if fast_scan else ''}{refine}",
                               faiss.METRIC_INNER_PRODUCT)
-    # Polysemous training (codes ordered for Hamming filtering) is on by default and costs
-    # minutes; we never search in polysemous mode, so skip it.
-    faiss.downcast_index(faiss.extract_index_ivf(idx)).do_polysemous_training = False
+    if not fast_scan:
+        # Polysemous training (codes ordered for Hamming filtering) is on by default and costs
+        # minutes; we never search in polysemous mode, so skip it.
+        faiss.downcast_index(faiss.extract_index_ivf(idx)).do_polysemous_training = False
     rng = np.random.default_rng(0)  # deterministic training sample
-    n_train = min(len(x), max(50 * params["nlist"], 64 * 2 ** params["nbits"]))
+    n_train = min(len(x), max(50 * nlist, 64 * 2 ** nbits))
     sample = x if n_train >= len(x) else x[np.sort(rng.choice(len(x), n_train, replace=False))]
     idx.train(sample)
     apply_search_params(idx, "ivfpq", params)
@@ -134,14 +154,18 @@ def default_params(kind: str, n: int, d: int) -> dict:
     return _ivfpq_params(n, d)
 
 
+SEARCH_PARAMS = {"hnsw": ("efSearch",), "ivfpq": ("nprobe", "k_factor"), "flat": ()}
+
+
 def apply_search_params(faiss_index, kind: str, params: dict) -> None:
-    """Set the query-time knobs (efSearch / nprobe) stored in the metadata on a loaded index."""
+    """Set the query-time knobs (efSearch / nprobe, k_factor) stored in the metadata on a loaded index."""
     if kind == "hnsw":
         faiss_index.hnsw.efSearch = int(params["efSearch"])
     elif kind == "ivfpq":
         import faiss
 
-        faiss.extract_index_ivf(faiss_index).nprobe = int(params["nprobe"])
+        ivf = faiss.extract_index_ivf(faiss_index)
+        ivf.nprobe = int(min(params["nprobe"], ivf.nlist))
         if params.get("refine", "none") != "none":
             faiss_index.k_factor = float(params.get("k_factor", 4))
 
@@ -216,10 +240,13 @@ class GalleryIndex:
             raise IndexFileError(f"an ivfpq index needs at least {IVFPQ_MIN} vectors to train, got {n}; "
                                  "use --kind flat")
         p = default_params(kind, n, d)
-        unknown = sorted(set(params or {}) - set(p))
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(p))
         if unknown:
             raise IndexFileError(f"unknown {kind} index parameter(s) {unknown}; known: {sorted(p)}")
-        p.update(params or {})
+        if kind == "ivfpq" and "nlist" in params and "nprobe" not in params:
+            params["nprobe"] = max(1, math.ceil(NPROBE_SHARE * params["nlist"]))  # the default share
+        p.update(params)
         fi = new_faiss_index(kind, x, p)
         fi.add(x)
         roots, root_idx, rel = assign_roots(paths, n, [Path(r) for r in roots])
@@ -252,6 +279,24 @@ class GalleryIndex:
         self.items = self.items.concat(Items(new_pids, new_camids, root_idx, rel))
 
     # -- queries
+    def set_search_params(self, **overrides) -> None:
+        """Change query-time knobs (``nprobe``/``k_factor`` for ivfpq, ``efSearch`` for hnsw); ``None`` values
+        are ignored. They apply to this loaded index; :meth:`save` would record them."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        allowed = SEARCH_PARAMS[self.kind]
+        wrong = sorted(set(given) - set(allowed))
+        if wrong:
+            raise IndexFileError(f"{wrong} do not apply to a {self.kind} index"
+                                 + (f" (its search parameters: {', '.join(allowed)})" if allowed else ""))
+        for key, value in given.items():
+            if not value > 0:
+                raise IndexFileError(f"{key} must be positive, got {value}")
+            if key == "k_factor" and self.params.get("refine", "none") == "none":
+                raise IndexFileError("k_factor applies to an ivfpq index with refine sq8 or flat; "
+                                     "this one keeps PQ codes only")
+        self.params.update(given)
+        apply_search_params(self.faiss, self.kind, self.params)
+
     def search(self, queries: np.ndarray, k: int = 20, source: str = "queries") -> SearchResult:
         """Top-k gallery ids and cosine scores for (Q, D) queries."""
         q = np.asarray(queries, dtype=np.float32)
@@ -312,7 +357,7 @@ class GalleryIndex:
         atomic_write(folder / items_name, write_items)
         meta = {"format": FORMAT, "kind": self.kind, "dim": self.dim, "count": len(self), "metric": "cosine",
                 "generation": gen, "index_file": index_name, "items_file": items_name,
-                "index_sha256": _sha256(folder / index_name), "roots": [str(r) for r in self.roots],
+                "index_sha256": file_sha256(folder / index_name), "roots": [str(r) for r in self.roots],
                 "params": self.params, "model": self.model}
         save_json(folder / "meta.json", meta)
         if old is not None and old != gen:
@@ -332,7 +377,7 @@ class GalleryIndex:
         for p in (index_path, items_path):
             if not p.is_file():
                 raise IndexFileError(f"{p}: missing (meta.json refers to it); the index folder is incomplete")
-        if verify and meta.get("index_sha256") and _sha256(index_path) != meta["index_sha256"]:
+        if verify and meta.get("index_sha256") and file_sha256(index_path) != meta["index_sha256"]:
             raise IndexFileError(f"{index_path}: checksum differs from meta.json; the file is corrupt or was replaced")
         try:
             fi = faiss.read_index(str(index_path))
@@ -368,7 +413,8 @@ def _labels(values, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB blocks (index files and model files are large)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
