@@ -102,8 +102,13 @@ def _ivfpq_params(n: int, d: int) -> dict:
     # (k_factor * k) is then re-scored with 8-bit copies of the vectors.
     nlist = int(max(1, min(2 * math.sqrt(n), n // 39, 16384)))
     m = next(c for c in (d // 4, d // 2, d, 1) if c >= 1 and d % c == 0)
-    return {"nlist": nlist, "m": m, "nbits": 4, "fast_scan": True, "nprobe": max(1, math.ceil(NPROBE_SHARE * nlist)),
+    return {"nlist": nlist, "m": m, "nbits": 4, "fast_scan": True, "nprobe": _default_nprobe(nlist),
             "refine": "sq8", "k_factor": 4}
+
+
+def _default_nprobe(nlist: int) -> int:
+    """Inverted lists probed per query unless told otherwise: NPROBE_SHARE of them, at least one."""
+    return max(1, math.ceil(NPROBE_SHARE * nlist))
 
 
 def new_faiss_index(kind: str, x: np.ndarray, params: dict):
@@ -245,7 +250,7 @@ class GalleryIndex:
         if unknown:
             raise IndexFileError(f"unknown {kind} index parameter(s) {unknown}; known: {sorted(p)}")
         if kind == "ivfpq" and "nlist" in params and "nprobe" not in params:
-            params["nprobe"] = max(1, math.ceil(NPROBE_SHARE * params["nlist"]))  # the default share
+            params["nprobe"] = _default_nprobe(params["nlist"])
         p.update(params)
         fi = new_faiss_index(kind, x, p)
         fi.add(x)
