@@ -56,3 +56,46 @@ def relabel(records: Iterable[Record]) -> list[Record]:
     records = list(records)
     mapping = {pid: i for i, pid in enumerate(sorted({r.pid for r in records}))}
     return [Record(r.path, mapping[r.pid], r.camid) for r in records]
+
+
+@dataclass(frozen=True, slots=True)
+class Tracklet:
+    """One tracklet: the frames of one person seen by one camera, in temporal order.
+
+    ``frames`` are image paths (never opened here). The same pid / camid conventions as ``Record``.
+    """
+
+    frames: tuple[str, ...]
+    pid: int
+    camid: int
+
+    def __post_init__(self) -> None:
+        if not self.frames:
+            raise DatasetError(f"empty tracklet (pid {self.pid}, camera {self.camid}): a tracklet needs >= 1 frame")
+
+
+@dataclass
+class VideoDataset:
+    """Three splits of tracklets, plus any problems found while parsing (kept, never lost)."""
+
+    name: str
+    train: list[Tracklet] = field(default_factory=list)
+    query: list[Tracklet] = field(default_factory=list)
+    gallery: list[Tracklet] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> list[Tracklet]:
+        if name not in ("train", "query", "gallery"):
+            raise DatasetError(f"{self.name}: unknown split {name!r}; expected train, query or gallery")
+        return getattr(self, name)
+
+    def statistics(self) -> list[tuple[str, int, int, int]]:
+        """Rows ``(split, num_ids, num_tracklets, num_cameras)``."""
+        return [(s, *split_statistics(self.split(s))) for s in ("train", "query", "gallery")]
+
+
+def relabel_tracklets(tracklets: Iterable[Tracklet]) -> list[Tracklet]:
+    """Map pids to ``0..num_ids-1`` in sorted order (deterministic), as ``relabel`` does for images."""
+    tracklets = list(tracklets)
+    mapping = {pid: i for i, pid in enumerate(sorted({t.pid for t in tracklets}))}
+    return [Tracklet(t.frames, mapping[t.pid], t.camid) for t in tracklets]
