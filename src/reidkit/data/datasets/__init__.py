@@ -43,13 +43,17 @@ FORMATS: dict[str, FormatInfo] = {
                              "ordered file_list (.txt or CFS_list.pkl) with keep_num / keep_ratio"),
     "mm": FormatInfo("merge", "load_mm", "official Market+MSMT17 merged training set (MSMT17 list_train, then "
                      "Market relabelled after it, cameras +15); tested on Market"),
+    # Tracklet (video) formats: these readers return a VideoDataset (tracklets of frame paths).
+    "duke-video": FormatInfo("duke_video", "load", "DukeMTMC-VideoReID tracklets: train|query|gallery/<pid>/"
+                             "<tracklet>/<pid>_C<cam>_F<frame>...jpg (also what 'reidkit synth --tracklets' writes)"),
 }
 
 # Spellings users type for the same formats.
 ALIASES = {"market": "market1501", "market-1501": "market1501", "duke": "dukemtmc",
            "dukemtmc-reid": "dukemtmc", "dukemtmcreid": "dukemtmc", "msmt": "msmt17",
            "cuhk03-np": "cuhk03", "cuhk03np": "cuhk03", "generic": "folder", "manifest": "csv",
-           "unlabeled": "unlabelled", "lup": "unlabelled", "luperson": "unlabelled"}
+           "unlabeled": "unlabelled", "lup": "unlabelled", "luperson": "unlabelled",
+           "dukemtmc-videoreid": "duke-video", "dukevideo": "duke-video", "duke_video": "duke-video"}
 
 
 def get_reader(fmt: str):
