@@ -133,8 +133,11 @@ def read_names(path: Path) -> list[str]:
 
 
 def name_pid_camera(name: str) -> tuple[int, int] | None:
-    """``(pid, camera 1-based)`` from ``0001C1T0001F001.jpg`` (``00-1`` is -1), or None."""
-    if len(name) < 7 or name[4] != "C" or not name[5].isdigit():
+    """``(pid, camera 1-based)`` from ``0001C1T0001F001.jpg`` (``00-1`` is -1), or None.
+
+    The readable reference of the per-frame check in ``tracks`` (``name.startswith(row_prefix(pid, cam))``).
+    """
+    if len(name) < 7 or name[4] != "C" or not name[5].isdigit() or name[6] != "T":
         return None
     head = name[:4]
     if head == "00-1":
@@ -142,15 +145,22 @@ def name_pid_camera(name: str) -> tuple[int, int] | None:
     return (int(head), int(name[5])) if head.isdigit() else None
 
 
+def row_prefix(pid: int, cam: int) -> str:
+    """How the names of a track row's frames begin: ``0001C1T`` (pid 1, camera 1), ``00-1C2T`` (junk)."""
+    return f"{'00-1' if pid == -1 else f'{pid:04d}'}C{cam}T"
+
+
 def tracks(folder: Path, names: list[str], rows: np.ndarray, split: str, info_path: Path,
            report: VideoParseReport) -> dict[int, Tracklet]:
     """``{row index: Tracklet}`` of ``rows`` over ``names``; frames checked against ``folder``."""
+    # Plain strings, no pathlib, in the per-frame loop: MARS lists 1.19M frames.
     on_disk: set[str] = set()
     with os.scandir(folder) as it:
-        subdirs = sorted(e.path for e in it if e.is_dir())
+        subdirs = sorted(e.name for e in it if e.is_dir())
     for d in subdirs:
-        with os.scandir(d) as it:
-            on_disk.update(f"{os.path.basename(d)}/{e.name}" for e in it if e.is_file())
+        with os.scandir(os.path.join(folder, d)) as it:
+            on_disk.update(f"{d}/{e.name}" for e in it if e.is_file())
+    prefix = os.fspath(folder) + os.sep
     listed = {f"{n[:4]}/{n}" for n in names}
     unlisted = on_disk - listed
     if unlisted:
@@ -168,12 +178,12 @@ def tracks(folder: Path, names: list[str], rows: np.ndarray, split: str, info_pa
             report.count(f"{split}: {{n}} track row(s) with a camera number below 1", where)
             continue
         frames, absent, disagree = [], 0, 0
+        expected = row_prefix(pid, cam)
         for n in names[start - 1:end]:
-            if name_pid_camera(n) != (pid, cam):
+            if not n.startswith(expected):
                 disagree += 1
-            rel = f"{n[:4]}/{n}"
-            if rel in on_disk:
-                frames.append(str(folder / n[:4] / n))
+            if f"{n[:4]}/{n}" in on_disk:
+                frames.append(f"{prefix}{n[:4]}{os.sep}{n}")
             else:
                 absent += 1
         if disagree:

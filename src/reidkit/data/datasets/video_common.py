@@ -18,7 +18,9 @@ import numpy as np
 
 from reidkit.data.records import Tracklet, VideoDataset, relabel_tracklets
 
-from .common import ParseReport, list_files, split_images
+from reidkit.data.images import is_image_file
+
+from .common import ParseReport, list_files
 
 EXAMPLES = 3  # examples quoted per counted problem
 
@@ -100,8 +102,19 @@ def subfolders(folder: str | os.PathLike) -> tuple[list[os.DirEntry], list[str]]
 
 
 def tracklet_frames(folder: str | os.PathLike, report: VideoParseReport) -> list[str]:
-    """Image files of one tracklet folder, in natural (temporal) order; an empty folder is counted."""
-    frames = split_images(list_files(folder), report, folder)
+    """Image files of one tracklet folder, in natural (temporal) order; an empty folder is counted.
+
+    Other files (``Thumbs.db``, ``.txt``) are skipped and counted once over all tracklets.
+    """
+    frames, others = [], 0
+    for p in list_files(folder):
+        if is_image_file(p):
+            frames.append(p)
+        else:
+            others += 1
+    if others:
+        report.count("tracklet folder(s) with non-image files (skipped)", f"{os.fspath(folder)} ({others})",
+                     error=False)
     if not frames:
         report.count("empty tracklet folder(s) (no images)", os.fspath(folder))
     frames.sort(key=lambda p: natural_key(os.path.basename(p)))
