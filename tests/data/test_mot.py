@@ -115,3 +115,45 @@ def test_segments_and_sequence_errors(tmp_path):
     (tmp_path / "t.txt").write_text("1,1,0,0,5,5\n")
     with pytest.raises(MotError, match="no img1/"):
         mot_to_tracklets(tmp_path / "t.txt", tmp_path / "out")
+
+
+def test_folder_of_sequences_and_of_tracker_results(tmp_path):
+    from reidkit.data.datasets.mot import convert_sequences
+
+    train = tmp_path / "MOT17" / "train"
+    sequence(train / "MOT17-02", GT)
+    sequence(train / "MOT17-04", ["1,1,0,0,9,9,1,1,1", "2,1,0,0,9,9,1,1,1", "1,3,5,5,9,9,1,1,1"], frames=range(1, 4))
+    res = convert_sequences(train, tmp_path / "out")
+    assert [(r.camera, r.tracks, r.crops) for r in res] == [("MOT17-02", 2, 9), ("MOT17-04", 2, 3)]
+    ds = load_dataset("tracklets", tmp_path / "out")
+    # MOT17-02 keeps track ids 1, 2; MOT17-04 is offset past them: ids 1, 3 -> pids 4, 6
+    assert sorted({(t.pid, t.camid) for t in ds.gallery}) == [(1, 0), (2, 0), (4, 1), (6, 1)]
+    with open(tmp_path / "out" / "MOT17-04.crops.csv", newline="") as f:
+        assert {(r["pid"], r["track_id"]) for r in csv.DictReader(f)} == {("4", "1"), ("6", "3")}
+    shared = convert_sequences(train, tmp_path / "shared", global_ids=True)
+    assert sum(r.crops for r in shared) == 12
+    assert sorted({t.pid for t in load_dataset("tracklets", tmp_path / "shared").gallery}) == [1, 2, 3]
+
+    # tracker results, one <sequence>.txt each, with the sequences' frames
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "MOT17-04.txt").write_text("1,7,0,0,9,9,0.9,-1,-1,-1\n3,7,0,0,9,9,0.9,-1,-1,-1\n")
+    with pytest.raises(MotError, match="pass the folder of their sequences with --frames"):
+        convert_sequences(results, tmp_path / "r")
+    res = convert_sequences(results, tmp_path / "r", frames=train, max_gap=0)
+    assert [(r.camera, r.tracklets, r.crops) for r in res] == [("MOT17-04", 2, 2)]
+    with pytest.raises(MotError, match="--camera names one"):
+        convert_sequences(train, tmp_path / "x", camera="c1")
+
+
+def test_every_sequence_is_checked_before_any_crop(tmp_path):
+    from reidkit.data.datasets.mot import convert_sequences
+
+    train = tmp_path / "train"
+    sequence(train / "A", GT)
+    sequence(train / "B", ["1,1,0,0,9,9,1,1,1", "oops"], frames=range(1, 3))
+    with pytest.raises(MotError, match="1 malformed row"):
+        convert_sequences(train, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    dry = convert_sequences(train, tmp_path / "out", strict=False, dry_run=True)
+    assert [r.crops for r in dry] == [9, 1] and not (tmp_path / "out").exists()

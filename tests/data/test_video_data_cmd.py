@@ -79,7 +79,7 @@ def test_mot_to_tracklets_command(tmp_path):
     r = runner.invoke(app, ["datasets", "mot-to-tracklets", str(seq), str(out), "--max-gap", "2"])
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
-    assert "wrote 3 tracklet(s), 9 crop(s) of camera 'MOT17-02'" in text and "entirely outside" in text
+    assert "MOT17-02: 2 track(s) -> wrote 3 tracklet(s), 9 crop(s)" in text and "entirely outside" in text
     assert "--format tracklets" in text
     assert len(load_dataset("tracklets", out).gallery) == 3
     (seq / "gt" / "gt.txt").write_text("1,1,2,3\n2,1,1,1,5,5\n")

@@ -14,16 +14,23 @@ MAX_LISTED = 50  # corrupt frames printed; --bad-list saves all of them
 
 
 def mot_to_tracklets(
-    source: Path = typer.Argument(..., help="A MOT sequence folder (img1/ + gt/gt.txt) or a tracks file "
-                                            "(frame,id,x,y,w,h,conf,...: tracker output or gt.txt)."),
+    source: Path = typer.Argument(..., help="A MOT sequence folder (img1/ + gt/gt.txt), a tracks file "
+                                            "(frame,id,x,y,w,h,conf,...: tracker output or gt.txt), a folder of "
+                                            "sequences (MOT17/train) or of tracker results <sequence>.txt."),
     out: Path = typer.Argument(..., help="Output tracklet folder: <split>/<pid>/<camera>/<tracklet>/<frame>.jpg."),
-    frames: Optional[Path] = typer.Option(None, "--frames", help="Frames folder (default: img1/ of the sequence)."),
-    camera: Optional[str] = typer.Option(None, "--camera", help="Camera folder name (default: the sequence name)."),
+    frames: Optional[Path] = typer.Option(None, "--frames", help="Frames folder of a tracks file (default: img1/ "
+                                                                "next to it); for a results folder, the folder "
+                                                                "of the sequences."),
+    camera: Optional[str] = typer.Option(None, "--camera", help="Camera folder name of a single sequence "
+                                                                "(default: the sequence name)."),
     split: str = typer.Option("gallery", "--split", help="train, query or gallery."),
     max_gap: Optional[int] = typer.Option(None, "--max-gap", help="Cut a track where more than this many frames "
                                                                   "are missing between two boxes (default: never)."),
     min_frames: int = typer.Option(1, "--min-frames", help="Leave out tracklets with fewer boxes (counted)."),
-    pid_offset: int = typer.Option(0, "--pid-offset", help="Added to track ids (several sequences in one OUT)."),
+    pid_offset: int = typer.Option(0, "--pid-offset", help="Added to track ids (pids = track id + offset)."),
+    global_ids: bool = typer.Option(False, "--global-ids", help="Track ids are the same people in every sequence "
+                                                                "(multi-camera ground truth); default: pids are "
+                                                                "offset per sequence so they never collide."),
     gt: Optional[bool] = typer.Option(None, "--gt/--no-gt", help="Read as ground truth (flag, class, visibility "
                                                                  "columns); default: when the file is gt.txt."),
     classes: str = typer.Option("1", "--classes", help="Ground-truth classes kept, comma separated (1 = pedestrian)."),
@@ -41,8 +48,7 @@ def mot_to_tracklets(
     The result is a re-ID gallery (or train/query split) read by '--format tracklets'.
     """
     with user_errors():
-        from reidkit.data.datasets.mot import MotError
-        from reidkit.data.datasets.mot import mot_to_tracklets as convert
+        from reidkit.data.datasets.mot import MotError, convert_sequences
         from reidkit.utils.progress import make_progress
 
         try:
@@ -51,22 +57,23 @@ def mot_to_tracklets(
             raise MotError(f"--classes {classes!r}: expected comma-separated integers, e.g. 1,7") from None
         with make_progress() as bar:
             task = bar.add_task("cutting crops", total=None, visible=not dry_run)
-            res = convert(source, out, frames=frames, camera=camera, split=split, max_gap=max_gap,
-                          min_frames=min_frames, pid_offset=pid_offset, gt=gt, classes=keep,
-                          min_visibility=min_visibility, min_conf=min_conf, strict=strict, overwrite=overwrite,
-                          dry_run=dry_run, jpeg_quality=quality, workers=workers,
-                          on_progress=lambda n: bar.advance(task, n))
+            results = convert_sequences(source, out, frames=frames, camera=camera, global_ids=global_ids,
+                                        pid_offset=pid_offset, dry_run=dry_run, split=split, max_gap=max_gap,
+                                        min_frames=min_frames, gt=gt, classes=keep, min_visibility=min_visibility,
+                                        min_conf=min_conf, strict=strict, overwrite=overwrite, jpeg_quality=quality,
+                                        workers=workers, on_progress=lambda n: bar.advance(task, n))
         verb = "would write" if dry_run else "wrote"
-        console.print(f"{res.tracks} track(s) -> {verb} {res.tracklets} tracklet(s), {res.crops} crop(s) of camera "
-                      f"{res.camera!r} to {res.out / res.split} in {res.seconds:.1f} s", highlight=False)
-        for note in res.notes:
-            console.print(f"[dim]note:[/] {note}", highlight=False)
-        for msg in res.problems:
-            console.print(f"[yellow]skipped:[/] {msg}", highlight=False)
-        if res.problems_file is not None:
-            console.print(f"every skipped row is listed in {res.problems_file}", highlight=False)
+        for res in results:
+            console.print(f"{res.camera}: {res.tracks} track(s) -> {verb} {res.tracklets} tracklet(s), {res.crops} "
+                          f"crop(s) to {res.out / res.split} in {res.seconds:.1f} s", highlight=False)
+            for note in res.notes:
+                console.print(f"[dim]note:[/] {note}", highlight=False)
+            for msg in res.problems:
+                console.print(f"[yellow]skipped:[/] {msg}", highlight=False)
+            if res.problems_file is not None:
+                console.print(f"every skipped row is listed in {res.problems_file}", highlight=False)
         if not dry_run:
-            console.print(f"crops and boxes: {res.manifest}; check with 'reidkit datasets check {res.out} "
+            console.print(f"crops and boxes: {out}/<camera>.crops.csv; check with 'reidkit datasets check {out} "
                           f"--format tracklets'", highlight=False)
 
 

@@ -10,6 +10,10 @@ Ground truth (``gt=True``, the default for a file named ``gt.txt``) keeps rows w
 ``classes`` (1 = pedestrian, the MOTChallenge evaluation's choice) and visibility >= ``min_visibility``;
 tracker output keeps rows with conf >= ``min_conf``. What is left out is counted in the notes.
 
+Several sequences convert in one go (``convert_sequences``): a folder of sequences (``MOT17/train``)
+or a folder of tracker results ``<sequence>.txt`` with the sequences' frames; each sequence is a
+camera, and pids are offset per sequence unless the ids are global (multi-camera ground truth).
+
 Each track becomes a tracklet (``max_gap``: a track is cut where more than ``max_gap`` frames are
 missing between two of its boxes, so one tracklet never spans an occlusion the tracker bridged).
 Crops are cut from each frame, decoded once, with the boxes clipped to the image, and written as the
@@ -198,6 +202,7 @@ class MotConversion:
     manifest: Path | None = None
     problems_file: Path | None = None
     seconds: float = 0.0
+    max_track_id: int = 0           # the largest track id kept (for pid offsets over several sequences)
 
 
 def segments(boxes: list[Box], max_gap: int | None) -> list[list[Box]]:
@@ -278,23 +283,23 @@ def mot_to_tracklets(source: str | os.PathLike, out: str | os.PathLike, *, frame
                 continue
             plan.append((tid + pid_offset, f"{seg[0].frame:06d}", seg))
     result.tracks = len(by_track)
+    result.max_track_id = max(by_track)
     result.tracklets = len(plan)
     if max_gap is not None:
         result.notes.append(f"{len(by_track)} track(s) cut into {len(plan) + short} tracklet(s) at gaps of more "
                             f"than {max_gap} frame(s)")
     if short:
         result.notes.append(f"left out {short} tracklet(s) shorter than min_frames={min_frames}")
-    if dry_run:
-        result.crops = sum(len(seg) for _, _, seg in plan)
-        result.seconds = time.perf_counter() - t0
-        return result
-
     out = Path(out)
     targets = [out / split / f"{pid:06d}" / camera for pid in sorted({p for p, _, _ in plan})]
     existing = [p for p in targets if p.exists()] + [p for p in (out / f"{camera}.crops.csv",) if p.exists()]
     if existing and not overwrite:
         raise MotError(f"{out}: already holds tracklets of camera {camera!r} ({existing[0]}); pass overwrite=True "
                        f"(--overwrite) to replace them")
+    if dry_run:
+        result.crops = sum(len(seg) for _, _, seg in plan)
+        result.seconds = time.perf_counter() - t0
+        return result
     for p in existing:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     rows = _cut(plan, files, out, split, camera, jpeg_quality, workers, result, on_progress)
@@ -370,3 +375,63 @@ def _cut(plan, files: dict[int, str], out: Path, split: str, camera: str, qualit
         result.notes.append(f"{clipped} box(es) clipped to the image")
     rows.sort(key=lambda r: (r[1], r[3], r[4]))
     return rows
+
+
+def find_sequences(source: str | os.PathLike, frames: str | os.PathLike | None = None) -> list[tuple[str, Path, Path]]:
+    """``[(camera, tracks file, frames folder)]`` of every sequence ``source`` holds, in name order.
+
+    ``source`` is one sequence (a folder with ``gt/gt.txt``, or a tracks file), a folder of sequences
+    (``MOT17/train``: each sub-folder's ``gt/gt.txt`` and ``img1/``), or a folder of tracker results
+    ``<sequence>.txt`` (the MOTChallenge submission layout) with ``frames`` = the folder of sequences.
+    The camera is the sequence's name.
+    """
+    source = Path(source).expanduser()
+    if source.is_file() or (source / "gt" / "gt.txt").is_file():
+        tracks, frames_dir = find_sequence(source, frames)
+        return [(source.name if source.is_dir() else frames_dir.parent.name or "cam0", tracks, frames_dir)]
+    if not source.is_dir():
+        raise MotError(f"{source}: neither a MOT sequence, a folder of sequences nor a tracks file")
+    results = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() == ".txt")
+    if results:  # tracker results, one file per sequence
+        if frames is None:
+            raise MotError(f"{source}: holds tracker results ({results[0].name}, ...); pass the folder of their "
+                           f"sequences with --frames (e.g. MOT17/train)")
+        seqs = Path(frames).expanduser()
+        missing = [p.stem for p in results if not (seqs / p.stem / "img1").is_dir()]
+        if missing:
+            raise MotError(f"{seqs}: no img1/ for {len(missing)} result file(s) of {source}, e.g. {missing[:3]}")
+        return [(p.stem, p, seqs / p.stem / "img1") for p in results]
+    seqs = sorted(p for p in source.iterdir() if (p / "gt" / "gt.txt").is_file() and (p / "img1").is_dir())
+    if not seqs:
+        raise MotError(f"{source}: no MOT sequence found (a sequence has img1/ and gt/gt.txt; tracker output "
+                       f"is a tracks file or a folder of <sequence>.txt files)")
+    return [(p.name, p / "gt" / "gt.txt", p / "img1") for p in seqs]
+
+
+def convert_sequences(source: str | os.PathLike, out: str | os.PathLike, *, frames: str | os.PathLike | None = None,
+                      camera: str | None = None, global_ids: bool = False, pid_offset: int = 0,
+                      dry_run: bool = False, **options) -> list[MotConversion]:
+    """``mot_to_tracklets`` over every sequence of ``source`` (see ``find_sequences``) into one ``out``.
+
+    Each sequence is a camera. Track ids of different sequences are different people unless
+    ``global_ids`` (multi-camera ground truth with shared ids): pids are then offset per sequence, past
+    the largest pid of the previous one, and ``<camera>.crops.csv`` keeps each crop's own track id.
+    Every sequence is checked (a dry run) before any crop is written.
+    """
+    found = find_sequences(source, frames)
+    if camera is not None:
+        if len(found) > 1:
+            raise MotError(f"{source}: holds {len(found)} sequences; --camera names one (each sequence is a camera)")
+        found = [(camera, *found[0][1:])]
+    plans, offset = [], pid_offset
+    for cam, tracks, frames_dir in found:
+        check = mot_to_tracklets(tracks, out, frames=frames_dir, camera=cam, pid_offset=offset, dry_run=True,
+                                 **options)
+        plans.append((cam, tracks, frames_dir, offset, check))
+        if not global_ids:
+            offset += check.max_track_id + 1
+    if dry_run:
+        return [check for *_, check in plans]
+    return [mot_to_tracklets(tracks, out, frames=frames_dir, camera=cam, pid_offset=off, **options)
+            for cam, tracks, frames_dir, off, _ in plans]
+
