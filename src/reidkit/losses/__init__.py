@@ -28,7 +28,17 @@ _WHERE = {
     "ClusterMemory": "cluster_memory",
     "cluster_centroids": "cluster_memory",
     "update_memory": "cluster_memory",
+    "CoKeError": "coke",
+    "check_coke_problem": "coke",
+    "constrained_assign": "coke",
+    "dual_step": "coke",
+    "OnlineConstrainedKMeans": "coke",
+    "soft_cross_entropy": "coke",
+    "CoKeLossConfig": "coke",
     "CoKeLoss": "coke",
+    "LOOKError": "look",
+    "LOOKLossConfig": "look",
+    "look_loss": "look",
     "LOOKLoss": "look",
 }
 
