@@ -47,7 +47,7 @@ def test_mutual_loss_terms():
 def test_tcl_run_writes_models_and_metrics(dataset, tmp_path):
     out = distill(_cfg(tmp_path), dataset=dataset, progress=False)
     summary = json.loads((out / "summary.json").read_text())
-    for k in ("i2v_mAP", "i2i_mAP", "v2v_mAP"):
+    for k in ("i2v_mAP", "i2i_mAP", "v2v_mAP", "teacher_v2v_mAP"):
         assert 0.0 <= summary["final"][k] <= 100.0
     from reidkit.models import load_model
     from reidkit.models.temporal import load_video_model
@@ -84,7 +84,8 @@ def test_resume_equals_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
 def test_none_trains_the_student_alone(dataset, tmp_path):
     out = distill(_cfg(tmp_path, method="none", epochs=1), dataset=dataset, progress=False)
     assert not (out / "teacher.safetensors").exists()
-    assert "v2v_mAP" not in json.loads((out / "summary.json").read_text())["final"]
+    final = json.loads((out / "summary.json").read_text())["final"]
+    assert "teacher_v2v_mAP" not in final and "i2v_mAP" in final
 
 
 def test_bad_setups_fail_fast(dataset, tmp_path):
@@ -92,3 +93,13 @@ def test_bad_setups_fail_fast(dataset, tmp_path):
         distill(_cfg(tmp_path, data={"batch_size": 5, "num_instances": 2}), dataset=dataset)
     with pytest.raises(DistillError, match="data.root is not set"):
         distill(_cfg(tmp_path / "x"))
+
+
+def test_video_trains_the_video_model_alone(dataset, tmp_path):
+    out = distill(_cfg(tmp_path, method="video", epochs=1, teacher={"preset": "vit_micro", "pool": "attention",
+                                                                     "drop_path_rate": 0.0}),
+                  dataset=dataset, progress=False)
+    assert not (out / "student.safetensors").exists() and (out / "teacher.safetensors").exists()
+    final = json.loads((out / "summary.json").read_text())["final"]
+    assert "teacher_v2v_mAP" in final and "i2v_mAP" in final
+    assert "tcl_s" not in (out / "log.csv").read_text()

@@ -18,7 +18,7 @@ def distill_command(
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
 ) -> None:
     """Train a video teacher and an image student by mutual learning with the triplet contrast loss
-    (distill.method=tcl), logits KD only (kd) or no distillation (none)."""
+    (distill.method=tcl), logits KD only (kd), no distillation (none), or train the video model alone (video)."""
     with user_errors():
         from reidkit.methods.distill_tcl import DistillConfig, distill
 

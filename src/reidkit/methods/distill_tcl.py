@@ -14,6 +14,7 @@ The story, top to bottom:
              Each network keeps its own ID cross-entropy + batch-hard triplet loss, and
              ``distill.method`` adds (formulas and our choices: ``reidkit.losses.tcl``):
                * ``none``: nothing (the student alone; the teacher is not even built);
+               * ``video``: the video model alone (no student): a plain video re-ID recipe;
                * ``kd``:   logits KD, L_S += beta KD(T->S) and, mutual, L_T += beta KD(S->T);
                * ``tcl``:  the paper's method: L_S += alpha TCL(T->S) + beta KD(T->S) and, mutual,
                            L_T += alpha TCL(S->T) + beta KD(S->T).
@@ -82,7 +83,7 @@ class NetConfig:
 
 @dataclass
 class DistillLossConfig:
-    method: Literal["none", "kd", "tcl"] = "tcl"
+    method: Literal["none", "kd", "tcl", "video"] = "tcl"
     mutual: bool = True
     tcl_weight: float = 1.0                       # alpha
     tcl_tau: float = 0.1
@@ -172,8 +173,13 @@ class MutualDistillLoss(nn.Module):
         return out
 
     def forward(self, student, teacher, pids) -> tuple[torch.Tensor, dict[str, float]]:
-        zs, fs = student[0], student[1].float()
         stats: dict[str, float] = {}
+        if student is None:  # method 'video': the video model alone
+            loss_t = self._own(teacher[0], teacher[1].float(), pids)
+            stats["teacher"] = float(loss_t.detach())
+            stats["acc_t"] = float((teacher[0].detach().argmax(1) == pids).float().mean())
+            return loss_t, stats
+        zs, fs = student[0], student[1].float()
         loss_s = self._own(zs, fs, pids)
         stats["student"] = float(loss_s.detach())
         stats["acc_s"] = float((zs.detach().argmax(1) == pids).float().mean())
@@ -183,7 +189,7 @@ class MutualDistillLoss(nn.Module):
         loss_t = self._own(zt, ft, pids)
         stats["teacher"] = float(loss_t.detach())
         stats["acc_t"] = float((zt.detach().argmax(1) == pids).float().mean())
-        if self.d.method != "none":
+        if self.d.method in ("kd", "tcl"):
             loss_s = loss_s + self._from(zs, fs, zt, ft, pids, stats, "s")
             if self.d.mutual:
                 loss_t = loss_t + self._from(zt, ft, zs, fs, pids, stats, "t")
@@ -257,10 +263,12 @@ def _frame_choice(seed: int, step: int, b: int, t: int) -> torch.Tensor:
 # evaluation
 
 
-def evaluate_distill(student: nn.Module, teacher: nn.Module | None, dataset, cfg: DistillConfig,
+def evaluate_distill(student: nn.Module | None, teacher: nn.Module | None, dataset, cfg: DistillConfig,
                      device: torch.device, progress: bool = False) -> dict[str, float]:
-    """Percent figures: the student's image-to-video (``i2v_*``) and image-to-image (``i2i_*``)
-    and, with a teacher, its video-to-video (``v2v_*``)."""
+    """Percent figures of the student: image-to-video (``i2v_*``), image-to-image (``i2i_*``) and
+    video-to-video with its frame features averaged (``v2v_*``); with a teacher, the teacher's
+    video-to-video (``teacher_v2v_*``). Without a student (method 'video') the teacher's frame
+    model (a clip of one frame) plays the student's part in the first three."""
     from reidkit.data.transforms import build_test_transform
     from reidkit.evaluation.video import image_to_image, image_to_video, video_to_video
     from reidkit.evaluation.video_extract import extract_tracklet_features
@@ -268,16 +276,19 @@ def evaluate_distill(student: nn.Module, teacher: nn.Module | None, dataset, cfg
     e = cfg.eval
     kw = dict(transform=build_test_transform(tuple(cfg.data.size)), sampler=e.sampler, seq_len=e.seq_len,
               batch_size=e.batch_size, device=device, progress=progress)
+    if student is None:
+        student = teacher.frame_model
     sq = extract_tracklet_features(student, dataset.query, keep_frames=True, **kw)
     sg = extract_tracklet_features(student, dataset.gallery, keep_frames=True, **kw)
     out: dict[str, float] = {}
     for name, m in (("i2v", image_to_video(sq.frames, sg.tracklets, e.query_frame, metric=e.metric)),
-                    ("i2i", image_to_image(sq.frames, sg.frames, e.query_frame, metric=e.metric))):
+                    ("i2i", image_to_image(sq.frames, sg.frames, e.query_frame, metric=e.metric)),
+                    ("v2v", video_to_video(sq.tracklets, sg.tracklets, metric=e.metric))):
         out.update(_percent(name, m))
     if teacher is not None:
         tq = extract_tracklet_features(teacher, dataset.query, **kw)
         tg = extract_tracklet_features(teacher, dataset.gallery, **kw)
-        out.update(_percent("v2v", video_to_video(tq.tracklets, tg.tracklets, metric=e.metric)))
+        out.update(_percent("teacher_v2v", video_to_video(tq.tracklets, tg.tracklets, metric=e.metric)))
     return out
 
 
@@ -322,9 +333,10 @@ def distill(cfg: DistillConfig, resume: bool = False, dataset=None, progress: bo
         on_error=d.on_error)
 
     seed_everything(cfg.train.seed)
-    student = _build(cfg.student, num_classes, d.size, video=False).to(device)
-    teacher = None if cfg.distill.method == "none" else _build(cfg.teacher, num_classes, d.size, video=True).to(device)
-    nets = nn.ModuleDict({"student": student, **({"teacher": teacher} if teacher is not None else {})})
+    method = cfg.distill.method
+    student = None if method == "video" else _build(cfg.student, num_classes, d.size, video=False).to(device)
+    teacher = None if method == "none" else _build(cfg.teacher, num_classes, d.size, video=True).to(device)
+    nets = nn.ModuleDict({k: v for k, v in (("student", student), ("teacher", teacher)) if v is not None})
     criterion = MutualDistillLoss(cfg.loss, cfg.distill)
     s = cfg.solver
     optimizer = build_optimizer(nets, "adamw", s.lr, s.weight_decay)
@@ -361,7 +373,7 @@ def distill(cfg: DistillConfig, resume: bool = False, dataset=None, progress: bo
             pick = _frame_choice(cfg.train.seed, step, clip.shape[0], clip.shape[1]).to(device)
             frames = clip[torch.arange(clip.shape[0], device=device), pick]
             with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                s_out = student(frames)
+                s_out = student(frames) if student is not None else None
                 t_out = teacher(clip) if teacher is not None else None
             loss, stats = criterion(s_out, t_out, pids)
             check_finite(loss.detach(), f"epoch {epoch + 1}, iteration {it + 1} (last good: {state_path})")
@@ -381,7 +393,8 @@ def distill(cfg: DistillConfig, resume: bool = False, dataset=None, progress: bo
         if cfg.eval.enabled and dataset.query and dataset.gallery and eval_due(epoch + 1, s.epochs, cfg.eval.every):
             metrics = evaluate_distill(student, teacher, dataset, cfg, device)
             row.update(metrics)
-        save_model(student, out / "student.safetensors")
+        if student is not None:
+            save_model(student, out / "student.safetensors")
         if teacher is not None:
             save_video_model(teacher, out / "teacher.safetensors")
         save_state(state_path, {"epoch": epoch + 1, "step": step, "rng": rng_state(), "nets": nets.state_dict(),
