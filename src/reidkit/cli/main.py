@@ -26,8 +26,10 @@ COMMAND_MODULES = [
     "cfs_cmd",
     "train_cmd",
     "adapt_cmd",
+    "distill_cmd",
     "models_cmd",
     "eval_cmd",
+    "video_cmd",
     "index_cmd",
     "demo_cmd",
 ]
