@@ -261,3 +261,31 @@ def test_search_params_override_and_validation(features, tmp_path):
         plain.set_search_params(k_factor=2)
     with pytest.raises(IndexFileError, match="do not apply to a flat index"):
         GalleryIndex.build(feats, kind="flat").set_search_params(nprobe=2)
+
+
+def test_load_applies_the_build_time_root_rules(tmp_path):
+    """A copied index folder whose meta.json widens its roots to '/' (or points outside) is refused."""
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    idx = GalleryIndex.build(np.eye(3, dtype=np.float32), paths=[str(img_dir / f"{i}.jpg") for i in range(3)],
+                             kind="flat")
+    idx.save(tmp_path / "ix")
+    meta_path = tmp_path / "ix" / "meta.json"
+    good = json.loads(meta_path.read_text())
+    assert GalleryIndex.load(tmp_path / "ix").roots == [img_dir]
+    for roots in (["/"], ["relative/dir"], [str(img_dir) + "/../.."], "/", [7]):
+        meta_path.write_text(json.dumps(dict(good, roots=roots)))
+        with pytest.raises(IndexFileError, match="meta.json"):
+            GalleryIndex.load(tmp_path / "ix")
+    with pytest.raises(IndexFileError, match="whole filesystem"):
+        GalleryIndex.build(np.eye(2, dtype=np.float32), paths=["/etc/passwd.jpg", "/x.jpg"], roots=["/"])
+
+
+def test_load_refuses_item_paths_that_leave_their_root(tmp_path):
+    img_dir = tmp_path / "imgs"
+    idx = GalleryIndex.build(np.eye(2, dtype=np.float32), paths=[str(img_dir / "a.jpg"), str(img_dir / "b.jpg")],
+                             kind="flat")
+    idx.items.relpaths[1] = "../../etc/passwd.jpg"
+    idx.save(tmp_path / "ix")
+    with pytest.raises(IndexFileError, match="not relative to its root"):
+        GalleryIndex.load(tmp_path / "ix")

@@ -177,6 +177,28 @@ def apply_search_params(faiss_index, kind: str, params: dict) -> None:
 
 # ----------------------------------------------------------------------------- paths and roots
 
+def check_root(root: str | Path, where: str = "") -> Path:
+    """An image root the web UI may serve from: absolute, normalised, and not the filesystem root.
+
+    The same rule holds when an index is built and when it is loaded: index folders are copied
+    around, so a ``meta.json`` is as untrusted as a user's ``--root``.
+    """
+    text = str(root)
+    path = Path(text)
+    prefix = f"{where}: " if where else ""
+    if not path.is_absolute() or os.path.normpath(text) != text.rstrip("/") and text != "/":
+        raise IndexFileError(f"{prefix}image root {text!r} must be an absolute, normalised path")
+    if len(path.parts) <= 1:
+        raise IndexFileError(f"{prefix}image root {text!r} is the whole filesystem; the web UI serves "
+                             "files under its roots, so pass a gallery folder (--root DIR)")
+    return path
+
+
+def check_relpath(rel: str, where: str) -> None:
+    """A stored image path must stay under its root: relative, no '..', no NUL."""
+    if rel and (os.path.isabs(rel) or "\x00" in rel or ".." in Path(rel).parts):
+        raise IndexFileError(f"{where}: image path {rel!r} is not relative to its root")
+
 def assign_roots(paths: list[str] | None, n: int, roots: list[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
     """Place each image path under a root: ``(roots, root_idx (N,), relpaths)``.
 
@@ -184,11 +206,11 @@ def assign_roots(paths: list[str] | None, n: int, roots: list[Path]) -> tuple[li
     given). Without explicit roots the deepest common folder of all images becomes the root; a
     root that would be the whole filesystem is refused, since the web UI serves files under it.
     """
+    roots = [check_root(os.path.abspath(r)) for r in roots]
     if paths is None:
         return list(roots), np.full(n, -1, np.int32), [""] * n
     base = roots[0] if roots else Path.cwd()
     absolute = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in paths]
-    roots = [Path(os.path.abspath(r)) for r in roots]
     if not roots:
         common = Path(os.path.commonpath([os.path.dirname(p) for p in absolute]))
         if len(common.parts) <= 1:
@@ -267,7 +289,7 @@ class GalleryIndex:
                                  f"{source} have dim {x.shape[1]}")
         n = len(x)
         new_pids, new_camids = _labels(pids, n, "pids"), _labels(camids, n, "camids")  # validate first
-        new_roots = [Path(os.path.abspath(r)) for r in roots]
+        new_roots = [check_root(os.path.abspath(r)) for r in roots]
         all_roots = list(self.roots) + [r for r in new_roots if r not in self.roots]
         if paths is not None and not new_roots:
             # Reuse existing roots when they contain the new images; else derive one for them.
@@ -401,7 +423,12 @@ class GalleryIndex:
         if lengths != {fi.ntotal}:
             raise IndexFileError(f"{items_path}: metadata lengths {sorted(lengths)} do not match the "
                                  f"{fi.ntotal} vectors of {index_path.name}")
-        roots = [Path(r) for r in meta["roots"]]
+        meta_path = folder / "meta.json"
+        if not isinstance(meta["roots"], list) or not all(isinstance(r, str) for r in meta["roots"]):
+            raise IndexFileError(f"{meta_path}: roots must be a list of folder paths")
+        roots = [check_root(r, str(meta_path)) for r in meta["roots"]]
+        for rel in items.relpaths:
+            check_relpath(rel, str(items_path))
         if len(items) and items.root.max() >= len(roots):
             raise IndexFileError(f"{items_path}: refers to root #{items.root.max()}, meta.json lists {len(roots)}")
         apply_search_params(fi, meta["kind"], meta["params"])
