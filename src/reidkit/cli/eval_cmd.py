@@ -90,6 +90,9 @@ def eval_command(
         from reidkit.evaluation.rerank import apply_rerank
 
         query, gallery = load_features(query_features), load_features(gallery_features)
+        advice = _unlabelled_advice(query, gallery, query_features, gallery_features)
+        if advice:
+            raise ValueError(advice)
         proto = resolve_protocol(protocol.value, query, gallery)
         params = rerank_params(rerank.value, k1, k2, lam, beta1, beta2, scale, rounds, gcr_mode, pvg,
                                pvg_lambda, qe_k, qe_alpha, qe_times)
@@ -147,15 +150,23 @@ def _print_table(res, qpath, gpath, proto, metric, rerank, params, rerank_s, sec
                       highlight=False)
 
 
+def _unlabelled_advice(query, gallery, qpath, gpath) -> str | None:
+    """What to do when a feature file has no identity labels at all (metrics need them)."""
+    unlabelled = [str(p) for p, fs in ((qpath, query), (gpath, gallery)) if len(fs) and (fs.pids < 0).all()]
+    if not unlabelled:
+        return None
+    return (f"{' and '.join(unlabelled)} carry no identity labels (every pid is -1), so nothing can be scored "
+            "under any protocol; extract labelled features from a dataset split (reidkit extract --data ROOT "
+            "--format F --split query|gallery) instead of a plain image folder (--images)")
+
+
 def _warn_unmatched(res, query, gallery, qpath, gpath, proto) -> None:
     """When most queries have no valid match, say why and what to do, for the protocol in use."""
     if not res["num_skipped_queries"] or res["num_valid_queries"] >= res["num_skipped_queries"]:
         return
-    unlabelled = [str(p) for p, fs in ((qpath, query), (gpath, gallery)) if (fs.pids < 0).all()]
-    if unlabelled:
-        advice = (f"{' and '.join(unlabelled)} carry no identity labels (every pid is -1), so nothing can be "
-                  "scored; extract labelled features from a dataset split (reidkit extract --data ROOT "
-                  "--format F --split query|gallery) instead of a plain image folder (--images)")
+    advice = _unlabelled_advice(query, gallery, qpath, gpath)
+    if advice:
+        pass
     elif proto == "no-camera":
         advice = ("most queries have no gallery image of their identity; check that the query and gallery "
                   "files come from the same dataset (same pids)")
