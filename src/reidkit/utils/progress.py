@@ -3,8 +3,8 @@
 ``make_progress()`` returns an object with rich's ``Progress`` interface (``add_task``, ``advance``,
 ``update``, ``console``, context manager). On a terminal it *is* a rich ``Progress``. When stdout is
 not a terminal (``reidkit train ... > run.log``, ``| tee``, a job scheduler) a bar cannot be drawn,
-and rich would print nothing until the end, so :class:`PlainProgress` prints one unwrapped line per
-task every ``REIDKIT_PROGRESS_EVERY`` steps (default 50) and at least every
+and rich would print nothing until the end, so :class:`PlainProgress` prints (to stderr, keeping
+stdout for results and ``--json``) one unwrapped line per task every ``REIDKIT_PROGRESS_EVERY`` steps (default 50) and at least every
 ``REIDKIT_PROGRESS_SECONDS`` (default 30 s): done/total, percent, rate (it/s, and images/s when the
 task has ``images_per_step``), elapsed, ETA and the task's description (which carries the loss).
 ``REIDKIT_PROGRESS=0`` turns both off.
@@ -32,10 +32,12 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 def make_progress(transient: bool = True, stream: TextIO | None = None):
-    """A rich progress bar on a terminal; :class:`PlainProgress` lines otherwise."""
-    stream = stream if stream is not None else sys.stdout
-    if not _is_terminal(stream):
+    """A rich progress bar when stdout is a terminal; else :class:`PlainProgress` lines on stderr
+    (so ``--json`` output on stdout stays clean), or on ``stream`` when one is given."""
+    if stream is not None and not _is_terminal(stream):
         return PlainProgress(stream=stream, disable=not progress_enabled())
+    if stream is None and not _is_terminal(sys.stdout):
+        return PlainProgress(stream=sys.stderr, disable=not progress_enabled())
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
