@@ -9,8 +9,10 @@ from typing import Callable, Iterator
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a printed line is never broken at the console width (errors, paths and log lines
+# stay whole in a log file or a pipe, where rich would otherwise wrap at 80 columns).
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextlib.contextmanager

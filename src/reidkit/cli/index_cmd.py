@@ -23,8 +23,18 @@ SOURCE_HELP = ("a feature file (.safetensors/.npz from `reidkit extract`), or wi
 def _gallery(source: Path, model: Optional[Path], dataset: Optional[str], split: str, batch_size: int,
              index=None):
     """(features, pids, camids, paths, default roots, model info) from a feature file or images."""
+    from reidkit.retrieval.index import IndexFileError
+
+    FEATURE_SUFFIXES = (".safetensors", ".npz")
+    # Wrong sources are refused here, before torch and the model are loaded.
+    if not source.exists():
+        raise IndexFileError(f"{source}: not found")
+    if source.is_file() and source.suffix.lower() == ".csv" and not dataset:
+        raise IndexFileError(f"{source}: is a CSV manifest; index its images with --dataset csv "
+                             f"(--split {split} picks the rows), or pass a feature file from `reidkit extract`")
+    if model is not None and not model.is_file():
+        raise IndexFileError(f"--model {model}: file not found")
     from reidkit.retrieval.encoder import encode_gallery
-    from reidkit.retrieval.search import FEATURE_SUFFIXES
 
     if source.is_file() and source.suffix in FEATURE_SUFFIXES:
         if dataset:
