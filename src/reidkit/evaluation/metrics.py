@@ -380,7 +380,7 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
             gi = torch.arange(len(gal)) if gal.keep is None else gal.keep  # draws keyed by original index
             for rep in range(cuhk03_repeats):
                 hit = _single_shot_hits(key, pos, neg, group, n_groups, qi, gi, seed, rep)
-                first_hist += torch.bincount(hit[ok].clamp_max(max_rank), minlength=max_rank + 1) / cuhk03_repeats
+                first_hist += torch.bincount(hit[ok].clamp_max(max_rank), minlength=max_rank + 1).double() / cuhk03_repeats
         else:
             first_hist += torch.from_numpy(np.bincount(np.minimum(rank[k == 0], max_rank), minlength=max_rank + 1)
                                            .astype(np.float64))
