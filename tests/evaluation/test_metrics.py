@@ -281,3 +281,36 @@ def test_matches_fastreid_when_its_code_is_cached():
         assert res["mAP"] == pytest.approx(np.mean(aps), abs=1e-6)
         assert res["mINP"] == pytest.approx(np.mean(inps), abs=1e-6)
         np.testing.assert_allclose(res["cmc"], cmc, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e30, 1e-25, 1e-40])
+def test_cosine_any_finite_magnitude(scale):
+    """Issue 16 item 16: 1e19-sized features overflowed the float32 normalisation (mAP 5% vs 20%)."""
+    rng = np.random.default_rng(31)
+    n, dim = 60, 16
+    pids = rng.integers(0, 6, n)
+    feats = (rng.normal(size=(6, dim))[pids] + rng.normal(size=(n, dim))).astype(np.float32)
+    q, g = FeatureSet(feats[:20], pids[:20], np.zeros(20, np.int64)), FeatureSet(feats, pids, np.ones(n, np.int64))
+    base = evaluate(query=q, gallery=g, max_rank=10, per_query=True)
+    big = feats.astype(np.float64) * scale
+    big[::7] *= 3.0  # rows of different magnitudes
+    qb, gb = FeatureSet(big[:20].astype(np.float32), pids[:20], q.camids), FeatureSet(big.astype(np.float32), pids, g.camids)
+    assert np.isfinite(gb.features).all() and np.abs(gb.features).max() > 0
+    res = evaluate(query=qb, gallery=gb, max_rank=10, per_query=True)
+    np.testing.assert_allclose(res["AP"], base["AP"], atol=1e-6)
+    np.testing.assert_allclose(res["cmc"], base["cmc"], atol=1e-6)
+
+
+def test_non_finite_or_too_large_features_are_refused():
+    from reidkit.evaluation.distances import DistanceError
+    feats = np.ones((5, 4), np.float32)
+    bad = feats.copy()
+    bad[3, 1] = np.inf
+    fs = FeatureSet(feats, np.arange(5), np.zeros(5, np.int64))
+    with pytest.raises(DistanceError, match="query features row 3 is not finite"):
+        evaluate(query=FeatureSet(bad, fs.pids, fs.camids), gallery=fs)
+    with pytest.raises(DistanceError, match="gallery features row 3 is not finite"):
+        evaluate(query=fs, gallery=FeatureSet(bad, fs.pids, fs.camids), metric="euclidean")
+    huge = feats * np.float32(1e20)
+    with pytest.raises(DistanceError, match="too large for float32 euclidean"):
+        evaluate(query=fs, gallery=FeatureSet(huge, fs.pids, fs.camids), metric="euclidean")

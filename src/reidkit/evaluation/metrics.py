@@ -50,7 +50,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from reidkit.evaluation.distances import DistanceFunction, check_metric
+from reidkit.evaluation.distances import DistanceFunction, check_features, check_metric
 from reidkit.evaluation.featurefile import FeatureSet
 
 PROTOCOLS = ("market", "cuhk03", "no-camera")
@@ -85,7 +85,7 @@ def evaluate(distmat: np.ndarray | torch.Tensor | None = None, *, query: Feature
     if distmat is None:
         check_metric(metric)
         fn = DistanceFunction(gallery.features, metric)
-        q = torch.from_numpy(query.features)
+        q = check_features(query.features, "query features")
         rows: Callable[[int, int], torch.Tensor] = lambda s, e: fn(q[s:e])
     else:
         rows = _distmat_rows(distmat, len(query), len(gallery))
