@@ -50,12 +50,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from reidkit.evaluation.distances import DistanceFunction, check_metric
+from reidkit.evaluation.distances import DistanceFunction, check_features, check_metric
 from reidkit.evaluation.featurefile import FeatureSet
 
 PROTOCOLS = ("market", "cuhk03", "no-camera")
 DEFAULT_FPRS = (1e-4, 1e-3, 1e-2)
 _CHUNK_ELEMENTS = 1 << 22  # query rows per chunk = this / N_g  (about 100 MB of temporaries)
+_GEMM_ROWS = 256  # from features, chunks of fewer rows make the distance GEMM memory-bound
 _INT64_MAX = torch.iinfo(torch.int64).max
 
 
@@ -85,13 +86,14 @@ def evaluate(distmat: np.ndarray | torch.Tensor | None = None, *, query: Feature
     if distmat is None:
         check_metric(metric)
         fn = DistanceFunction(gallery.features, metric)
-        q = torch.from_numpy(query.features)
+        q = check_features(query.features, "query features")
         rows: Callable[[int, int], torch.Tensor] = lambda s, e: fn(q[s:e])
     else:
         rows = _distmat_rows(distmat, len(query), len(gallery))
     return _evaluate(rows, query.pids, gallery.pids, query.camids, gallery.camids, protocol=protocol,
                      max_rank=max_rank, chunk=chunk, self_index=self_index, tpr_fprs=tpr_fprs,
-                     cuhk03_repeats=cuhk03_repeats, seed=seed, per_query=per_query)
+                     cuhk03_repeats=cuhk03_repeats, seed=seed, per_query=per_query,
+                     from_features=distmat is None)
 
 
 def evaluate_distmat(distmat: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids=None, g_camids=None, *,
@@ -317,7 +319,7 @@ def _single_shot_hits(key, pos, neg, gp_group, n_groups, q_index, g_index, seed,
 
 
 def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, chunk, self_index,
-              tpr_fprs, cuhk03_repeats, seed, per_query) -> dict:
+              tpr_fprs, cuhk03_repeats, seed, per_query, from_features=False) -> dict:
     if protocol not in PROTOCOLS:
         raise MetricError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     qp, gp = torch.as_tensor(np.asarray(q_pids, np.int64)), torch.as_tensor(np.asarray(g_pids, np.int64))
@@ -339,8 +341,8 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
         raise MetricError("the gallery holds only junk (pid -1)")
     max_rank = min(max_rank, len(gal))
     sidx = None if self_index is None else gal.remap(torch.as_tensor(np.asarray(self_index, np.int64)))
-    if chunk is None:
-        chunk = max(1, _CHUNK_ELEMENTS // len(gal))
+    if chunk is None:  # rows per chunk; from features at least _GEMM_ROWS, for an efficient GEMM
+        chunk = max(1, _CHUNK_ELEMENTS // len(gal), _GEMM_ROWS if from_features else 1)
     chunk = min(chunk, 1 << (31 - max(1, (len(gal) - 1).bit_length())))  # rank keys fit in 63 bits
     if protocol == "cuhk03":
         _, group = torch.unique(gal.pids, return_inverse=True)
@@ -380,7 +382,7 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
             gi = torch.arange(len(gal)) if gal.keep is None else gal.keep  # draws keyed by original index
             for rep in range(cuhk03_repeats):
                 hit = _single_shot_hits(key, pos, neg, group, n_groups, qi, gi, seed, rep)
-                first_hist += torch.bincount(hit[ok].clamp_max(max_rank), minlength=max_rank + 1) / cuhk03_repeats
+                first_hist += torch.bincount(hit[ok].clamp_max(max_rank), minlength=max_rank + 1).double() / cuhk03_repeats
         else:
             first_hist += torch.from_numpy(np.bincount(np.minimum(rank[k == 0], max_rank), minlength=max_rank + 1)
                                            .astype(np.float64))
