@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from reidkit.evaluation.knn_graph import KnnError, knn_device, knn_graph, resolve_device
+from reidkit.evaluation.knn_graph import KnnError, knn_device, knn_graph, knn_symmetric, resolve_device
 from reidkit.evaluation.kreciprocal import (jaccard_distance, jaccard_distance_device, jaccard_torch,
                                             kreciprocal_encoding, kreciprocal_encoding_torch)
 from reidkit.evaluation.rerank import kreciprocal_rerank, kreciprocal_rerank_torch, query_expansion
@@ -61,6 +61,10 @@ def test_knn_device_equals_cpu_graph():
     np.testing.assert_array_equal(i.numpy(), g.indices)
     np.testing.assert_allclose(d.numpy(), g.sqdist, atol=1e-5)
     np.testing.assert_allclose(m.numpy(), g.row_max, atol=1e-5)
+    si, sd, sm = knn_symmetric(torch.from_numpy(x), 12, want_max=True, block=70)  # many blocks, ragged end
+    np.testing.assert_array_equal(si.numpy(), g.indices)
+    np.testing.assert_allclose(sd.numpy(), g.sqdist, atol=1e-5)
+    np.testing.assert_allclose(sm.numpy(), g.row_max, atol=1e-5)
 
 
 def test_rerank_torch_path_equals_cpu_path_and_fastreid():
