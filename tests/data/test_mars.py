@@ -91,3 +91,14 @@ def test_broken_info_files_are_named(tmp_path, damage, expect):
         load_dataset("mars", tmp_path)
     assert expect in str(e.value)
     assert load_dataset("mars", tmp_path, strict=False).errors
+
+
+def test_fast_name_check_agrees_with_the_parser():
+    from reidkit.data.datasets.mars import name_pid_camera, row_prefix
+
+    names = ["0001C1T0001F001.jpg", "00-1C2T0003F010.jpg", "0000C6T0100F001.jpg", "0001C1X0001F001.jpg",
+             "0012C1T0001F001.jpg", "0001C10T001F001.jpg", "abcdC1T0001F001.jpg", "0001C", "0001c1T0001F001.jpg"]
+    rows = [(1, 1), (-1, 2), (0, 6), (12, 1), (1, 2), (2, 1)]
+    for n in names:
+        for pid, cam in rows:
+            assert n.startswith(row_prefix(pid, cam)) == (name_pid_camera(n) == (pid, cam)), (n, pid, cam)

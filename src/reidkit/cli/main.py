@@ -21,6 +21,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "synth_cmd",
     "datasets_cmd",
+    "video_data_cmd",  # after datasets_cmd: adds "datasets mot-to-tracklets"
     "pretrain_cmd",
     "cfs_cmd",
     "train_cmd",

@@ -97,26 +97,34 @@ def extract_command(
     split: str = typer.Option("query", "--split", help="query, gallery or train."),
     images: Optional[Path] = typer.Option(None, "--images", help="Or: a folder of crops (recursive)."),
     flip: bool = typer.Option(False, "--flip", help="Average with the horizontally flipped image."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b"),
-    amp: Optional[str] = typer.Option(None, "--amp", help="Autocast dtype: bf16 or fp16."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Default 512 on CUDA, 64 on CPU."),
+    amp: Optional[str] = typer.Option(None, "--amp", help="Autocast dtype: bf16 or fp16, fp32 for none "
+                                      "(default bf16 on CUDA that has it, else fp32)."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda, cuda:1 ..."),
     workers: int = typer.Option(2, "--workers", help="Image decoding processes."),
     normalize: bool = typer.Option(False, "--normalize", help="L2-normalise the stored features."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (pays off on large folders)."),
+    decode: str = typer.Option("auto", "--decode", help="auto (device on CUDA), pil, or device (nvjpeg)."),
 ) -> None:
-    """Extract features of a dataset split or a folder of images into a feature file for `reidkit eval`."""
+    """Extract features of a dataset split or a folder of images into a feature file for `reidkit eval`.
+
+    Under torchrun every rank extracts a shard and rank 0 merges them into --out, in order."""
     with user_errors():
         import torch
 
         from reidkit.data.records import DatasetError
-        from reidkit.evaluation.extract import extract_features
-        from reidkit.evaluation.featurefile import save_features
+        from reidkit.evaluation.extract import extract_to_file, init_torchrun
 
         if (data is None) == (images is None):
             raise DatasetError("give exactly one of --data ROOT (with --format/--split) or --images FOLDER")
-        if amp not in (None, "bf16", "fp16"):
-            raise ValueError(f"--amp must be bf16 or fp16, got {amp!r}")
+        if amp not in (None, "bf16", "fp16", "fp32"):
+            raise ValueError(f"--amp must be bf16, fp16 or fp32, got {amp!r}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        rank, _, device = init_torchrun(device)
+        on_gpu = device.startswith("cuda")
+        batch_size = batch_size or (512 if on_gpu else 64)
+        amp = None if amp == "fp32" else amp or ("bf16" if on_gpu and torch.cuda.is_bf16_supported() else None)
         net = open_model(model, preset, weights, sets).to(device)
         # eval-only speed-ups: stem BatchNorms folded, channels-last convs, weights cast once for --amp
         from reidkit.models.inference import prepare_for_inference
@@ -130,12 +138,14 @@ def extract_command(
                 raise DatasetError(f"--split must be query, gallery or train, got {split!r}")
             source, what = getattr(load_dataset(fmt, data), split), f"{data} [{split}]"
         start = time.perf_counter()
-        fs = extract_features(net, source, batch_size=batch_size, flip=flip, device=device,
-                              num_workers=workers, amp_dtype=amp, normalize=normalize,
-                              description=f"extract {split if data else 'images'}")
+        fs = extract_to_file(net, source, out, meta=dict(model=str(model or preset), split=split if data else
+                                                          "images", source=what),
+                             batch_size=batch_size, flip=flip, device=device, num_workers=workers, amp_dtype=amp,
+                             normalize=normalize, description=f"extract {split if data else 'images'}",
+                             decode=decode, compile=compile_)
         seconds = time.perf_counter() - start
-        fs.meta.update(model=str(model or preset), split=split if data else "images", source=what)
-        save_features(fs, out)
+        if rank:
+            return
         skipped = len(fs.meta.get("skipped", []))
         console.print(f"{len(fs)} features of dim {fs.features.shape[1] if len(fs) else 0} from {what} -> "
                       f"[bold]{out}[/] in {seconds:.1f} s ({len(fs) / max(seconds, 1e-9):.1f} img/s)"

@@ -17,10 +17,19 @@ def pretrain_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
 ) -> None:
-    """DINO self-supervised pre-training on unlabelled person images (TransReID-SSL recipe).
+    """Pre-training: `method: dino` (default; TransReID-SSL) or `coke` on unlabelled person images,
+    `method: look` on a labelled source dataset.
     Multi-GPU: `torchrun --nproc_per_node=8 -m reidkit.cli.main pretrain ...`."""
     with user_errors():
-        from reidkit.methods.pretrain_dino import PretrainConfig, pretrain
+        from reidkit.methods.pretrain_loop import recipe_method
+
+        method = recipe_method(config, overrides)  # `method: dino | coke | look` (default dino)
+        if method == "coke":
+            from reidkit.methods.pretrain_coke import CoKeConfig as PretrainConfig, pretrain_coke as pretrain
+        elif method == "look":
+            from reidkit.methods.pretrain_look import LOOKConfig as PretrainConfig, pretrain_look as pretrain
+        else:
+            from reidkit.methods.pretrain_dino import PretrainConfig, pretrain
 
         run = run_recipe(PretrainConfig, pretrain, config, overrides, out=out, out_key="output_dir", resume=resume,
                          print_config=print_config, what="pre-training")

@@ -107,12 +107,13 @@ def default_num_workers() -> int:
 def build_train_loader(records: Sequence[Record], transform: Callable, *, batch_size: int, num_instances: int,
                        seed: int, size: tuple[int, int], num_workers: int = -1, cache: CacheMode = "auto",
                        cache_max_gb: float = 4.0, pin_memory: bool = False, on_error: str = "skip",
-                       rank: int = 0, world_size: int = 1, progress: bool = True
-                       ) -> tuple[DataLoader, PKSampler, Dataset]:
+                       rank: int = 0, world_size: int = 1, progress: bool = True,
+                       collate_fn: Callable | None = None) -> tuple[DataLoader, PKSampler, Dataset]:
     """A loader of ``(images (B, 3, H, W), pids (B,), camids (B,), indices (B,))`` PK batches.
 
     ``batch_size`` is per process (P = batch_size / num_instances identities each).
     Returns ``(loader, sampler, dataset)``; call ``sampler.set_epoch(e)`` before each epoch.
+    ``collate_fn``: for transforms that do not return tensors (``device_augment.worker_transform``).
     """
     if batch_size % num_instances:
         raise ValueError(f"batch size {batch_size} is not a multiple of num_instances {num_instances}")
@@ -126,7 +127,7 @@ def build_train_loader(records: Sequence[Record], transform: Callable, *, batch_
     sampler = PKSampler([r.pid for r in records], batch_size // num_instances, num_instances, seed=seed,
                         rank=rank, world_size=world_size, with_seeds=True)
     loader = DataLoader(SeededSamples(dataset), batch_sampler=sampler, num_workers=workers,
-                        pin_memory=pin_memory, persistent_workers=workers > 0,
+                        pin_memory=pin_memory, persistent_workers=workers > 0, collate_fn=collate_fn,
                         prefetch_factor=4 if workers > 0 else None,
                         generator=torch.Generator().manual_seed(seed))
     return loader, sampler, dataset

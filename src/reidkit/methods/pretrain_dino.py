@@ -98,6 +98,7 @@ class PretrainSolver:
 
 @dataclass
 class PretrainConfig:
+    method: Literal["dino"] = "dino"  # `reidkit pretrain` dispatches on it (coke, look: their own modules)
     output_dir: str = "runs/pretrain"
     data: PretrainData = field(default_factory=PretrainData)
     crops: MultiCropConfig = field(default_factory=MultiCropConfig)

@@ -8,12 +8,16 @@ dense checkpoints load into it unchanged and k can be switched at any time with 
 ``k`` is a count (``int >= 1``) or a ratio of the sequence length (``0 < float <= 1``); ``None`` or
 any k >= N means dense attention, which then runs through the fused SDPA kernel.
 
-Cost: the mask is a threshold at the k-th largest logit of each row (``topk(k).values[..., -1:]``)
-followed by ``masked_fill``, not the reference code's dense scatter of a B x H x N x N float mask.
-Ties at the threshold keep all tied keys (measure zero for real-valued logits). The FLOPs are those
-of dense attention plus a row-wise top-k, but the N x N logits must be materialised, so the fused
-(flash / memory-efficient) SDPA kernels cannot be used: expect the attention part to cost about what
-timm's non-fused path costs, plus the top-k. ``bench/extract_speed.py`` measures it.
+Cost: the selection is a threshold at the k-th largest logit of each row (unsorted ``topk``, then
+its row minimum), turned into a boolean keep-mask; the masked softmax and the product with V then
+run in ONE fused ``scaled_dot_product_attention`` call (the memory-efficient kernel on CUDA takes
+the mask), so no N x N float mask, no masked_fill copy and no separate softmax are materialised.
+Only the float32 logits for the threshold remain, a single matmul. ``reference_knn_attention``
+keeps the plain version (masked_fill -inf, softmax, matmul) that the tests compare against:
+equal outputs and gradients. ``bench/gpu_suite.py`` measures both against dense SDPA.
+
+Ties: every key whose logit equals the k-th largest is kept (``logits >= kth``), in both paths, so
+a row may keep more than k keys when logits tie exactly (measure zero for real-valued logits).
 
 Precision: the logits and the selection run in float32 even under bf16 autocast, but q and k come
 from bf16 projections, so a key at a near-tie with the k-th can still swap in or out. Measured on a
@@ -24,6 +28,7 @@ models with a handful of tokens a single swap moves the feature more.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.layers import Attention
 from torch import nn
 
@@ -47,8 +52,36 @@ def resolve_k(k: int | float | None, n: int) -> int | None:
 
 def topk_mask_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the k largest entries of each row of ``logits`` (..., N); the others become -inf."""
-    kth = logits.topk(k, dim=-1).values[..., -1:]   # sorted top-k measured faster than kthvalue/sort
+    kth = logits.topk(k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def topk_keep_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """(..., N) bool: True for the k largest entries of each row (and any tied with the k-th)."""
+    kth = logits.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+    return logits >= kth
+
+
+def reference_knn_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk: int,
+                            scale: float) -> torch.Tensor:
+    """The readable version: float32 logits, -inf outside the top k, softmax, times V.
+
+    ``q, k, v`` (B, H, N, d); returns (B, H, N, d) in ``v``'s dtype.
+    """
+    with torch.autocast(q.device.type, enabled=False):
+        logits = (q.float() * scale) @ k.float().transpose(-2, -1)          # (B, H, N, N)
+        attn = topk_mask_logits(logits, topk).softmax(dim=-1)
+    return attn.to(v.dtype) @ v
+
+
+def knn_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk: int, scale: float,
+                  dropout_p: float = 0.0) -> torch.Tensor:
+    """Fast path: float32 threshold, then one fused masked SDPA. Same shapes as the reference."""
+    # Logits in float32 even under bf16 autocast: which keys make the top k must not depend on
+    # rounding (bf16 flips near-ties and moved features by ~1e-3 in cosine).
+    with torch.no_grad(), torch.autocast(q.device.type, enabled=False):
+        keep = topk_keep_mask((q.float() * scale) @ k.float().transpose(-2, -1), topk)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout_p, scale=scale)
 
 
 class KNNAttention(Attention):
@@ -57,6 +90,7 @@ class KNNAttention(Attention):
     def __init__(self, dim: int, num_heads: int = 8, knn_k: int | float | None = None, **kwargs) -> None:
         super().__init__(dim, num_heads=num_heads, **kwargs)
         self.knn_k = knn_k
+        self.reference = False   # True: run reference_knn_attention (tests, benchmarks)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                 is_causal: bool = False) -> torch.Tensor:
@@ -69,12 +103,10 @@ class KNNAttention(Attention):
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, kk, v = qkv.unbind(0)
         q, kk = self.q_norm(q), self.k_norm(kk)
-        # Logits in float32 even under bf16 autocast: which keys make the top k must not depend
-        # on rounding (bf16 flips near-ties and moved features by ~1e-3 in cosine).
-        with torch.autocast(x.device.type, enabled=False):
-            logits = (q.float() * self.scale) @ kk.float().transpose(-2, -1)   # (B, H, N, N)
-            attn = topk_mask_logits(logits, k).softmax(dim=-1)
-        out = self.attn_drop(attn).to(v.dtype) @ v                           # (B, H, N, head_dim)
+        if self.reference:
+            out = reference_knn_attention(q, kk, v, k, self.scale)
+        else:
+            out = knn_attention(q, kk, v, k, self.scale, self.attn_drop.p if self.training else 0.0)
         out = self.norm(out.transpose(1, 2).reshape(B, N, self.attn_dim))
         return self.proj_drop(self.proj(out))
 
@@ -89,4 +121,5 @@ def set_knn(blocks: nn.Sequential, knn_k: int | float | None, last_n: int | None
         blk.attn.knn_k = knn_k if i >= first else None
 
 
-__all__ = ["KNNAttention", "set_knn", "resolve_k", "topk_mask_logits"]
+__all__ = ["KNNAttention", "set_knn", "resolve_k", "topk_mask_logits", "topk_keep_mask", "knn_attention",
+           "reference_knn_attention"]
