@@ -133,7 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("runs/video_evidence"))
-    ap.add_argument("--train-ids", type=int, default=60)
+    ap.add_argument("--train-ids", type=int, default=40)
     ap.add_argument("--test-ids", type=int, default=30)
     ap.add_argument("--distractors", type=int, default=10)
     ap.add_argument("--cameras", type=int, default=3)
@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared 2-core machine, 2 threads ran 4-15x slower per step)")
     args = ap.parse_args()

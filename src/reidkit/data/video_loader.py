@@ -117,16 +117,26 @@ class TrackletClips(Dataset):
         raise DatasetError(f"tracklet {i} (pid {t.pid}, camera {t.camid}, first frame {t.frames[0]}): "
                            f"none of its {n} frames can be read")
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, item):
+        """``item``: an index, or ``(index, seed)`` from the PK sampler (the clip is then a pure
+        function of the seed; the caller's RNG state is left as it was)."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                # CPU generator only: torch.manual_seed also queues lazy CUDA/MTIA/XPU seeding, each
+                # with a stack capture, ~20 ms a call on a loaded CPU-only machine
+                torch.default_generator.manual_seed(seed)
+            return self._clip(index)
+
+    def _clip(self, index: int):
         t = self.tracklets[index]
         idx = sample_frames(len(t.frames), self.seq_len, self.method)
-        seed = int(torch.randint(0, 2**62, ()).item())  # one augmentation draw for the whole clip
+        state = torch.get_rng_state()  # every frame replays the same draws: one augmentation per clip
         frames = []
         for j in idx.tolist():
             img = self._load(index, j)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                frames.append(self.transform(img))
+            torch.set_rng_state(state)
+            frames.append(self.transform(img))
         return torch.stack(frames), t.pid, t.camid, index
 
 
@@ -139,14 +149,13 @@ def build_video_train_loader(tracklets: Sequence[Tracklet], transform: Callable,
     Returns ``(loader, sampler, dataset)``; call ``sampler.set_epoch(e)`` before each epoch.
     """
     from reidkit.data.samplers import PKSampler
-    from reidkit.data.train_loader import SeededSamples
 
     if batch_size % num_instances:
         raise ValueError(f"batch size {batch_size} is not a multiple of num_instances {num_instances}")
     dataset = TrackletClips(tracklets, transform, seq_len, method, on_error)
     sampler = PKSampler([t.pid for t in dataset.tracklets], batch_size // num_instances, num_instances,
                         seed=seed, rank=rank, world_size=world_size, with_seeds=True)
-    loader = DataLoader(SeededSamples(dataset), batch_sampler=sampler, num_workers=num_workers,
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                         pin_memory=pin_memory, persistent_workers=num_workers > 0,
                         generator=torch.Generator().manual_seed(seed))
     return loader, sampler, dataset
