@@ -27,7 +27,7 @@ TIMING = {"images_per_s", "data_wait", "epoch_s", "extract_s", "cluster_s", "tra
 EXPECTED = {
     "finetune": ("6578479e3dbbceea", "64ec0a2d1021d09c"),
     "pretrain": ("b45448e6b3f710bc", "78033d85347915e1"),
-    "adapt": ("95580d808ccafb80", "6d27574a3bf20a7f"),
+    "adapt": ("ceb4e677f09599df", "b24d1a0c8aa55c99"),
 }
 
 
@@ -112,7 +112,7 @@ def _finetune(cfg, resume=False):
 
 def test_finetune_fresh_and_resumed(synth, tmp_path, monkeypatch):
     snap = tmp_path / "snap"
-    _snapshot_at(monkeypatch, 1, snap)
+    _snapshot_at(monkeypatch, 2, snap)
     run = _finetune(_finetune_cfg(synth, tmp_path / "run"))
     _check("finetune", fingerprint(run))
     monkeypatch.undo()
@@ -160,7 +160,7 @@ def test_pretrain_resumed_from_its_epoch_checkpoint(synth, tmp_path, monkeypatch
 
 
 # ---------------------------------------------------------------------------------------------
-# adapt (USL): 2 epochs of 2 iterations on the second synthetic domain, evaluated every epoch
+# adapt (USL): 3 epochs of 2 iterations on the second synthetic domain, evaluated every epoch
 
 
 def _adapt_cfg(synth, out):
@@ -169,7 +169,7 @@ def _adapt_cfg(synth, out):
     return load_config(AdaptConfig, None, [
         f"data.root={synth.domains[1]}", "data.size=[64,32]", "data.batch_size=16", "data.num_instances=4",
         "data.num_workers=0", "model.preset=vit_micro", "model.drop_path_rate=0.1", "cluster.k1=8",
-        "cluster.k2=3", "cluster.eps=0.7", "cluster.min_samples=2", "solver.epochs=2", "solver.iters=2",
+        "cluster.k2=3", "cluster.eps=0.7", "cluster.min_samples=2", "solver.epochs=3", "solver.iters=2",
         "solver.lr=0.01", "eval.every=1", "train.seed=7", f"output={out}"])
 
 
@@ -181,7 +181,7 @@ def _adapt(cfg, resume=False):
 
 def test_adapt_fresh_and_resumed(synth, tmp_path, monkeypatch):
     snap = tmp_path / "snap"
-    _snapshot_at(monkeypatch, 1, snap)
+    _snapshot_at(monkeypatch, 2, snap)
     run = _adapt(_adapt_cfg(synth, tmp_path / "run"))
     _check("adapt", fingerprint(run))
     monkeypatch.undo()
