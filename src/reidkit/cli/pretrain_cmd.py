@@ -13,17 +13,22 @@ def pretrain_command(
     config: Path = typer.Argument(..., help="Recipe YAML, e.g. configs/pretrain/lup_vit_small_ics_cfs.yaml."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. data.root=data/LUP "
                                                              "solver.epochs=20 precision=bf16"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output_dir`)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output`)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
 ) -> None:
     """DINO self-supervised pre-training on unlabelled person images (TransReID-SSL recipe).
     Multi-GPU: `torchrun --nproc_per_node=8 -m reidkit.cli.main pretrain ...`."""
     with user_errors():
-        from reidkit.methods.pretrain_dino import PretrainConfig, pretrain
+        from reidkit.recipes.pretrain import PretrainConfig
 
-        run = run_recipe(PretrainConfig, pretrain, config, overrides, out=out, out_key="output_dir", resume=resume,
-                         print_config=print_config, what="pre-training")
+        def pretrain(cfg, **kw):
+            from reidkit.methods.pretrain_dino import pretrain
+            return pretrain(cfg, **kw)
+
+        run = run_recipe(PretrainConfig, pretrain, config, overrides, out=out, out_key="output", resume=resume,
+                         force=force, print_config=print_config, what="pre-training")
         if run is None:
             return
         console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt; last.safetensors = the "
