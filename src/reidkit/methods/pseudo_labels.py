@@ -34,8 +34,6 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
 
 
 class PseudoLabelError(ValueError):
@@ -236,6 +234,8 @@ class DashThreshold:
 def memory_losses(features: torch.Tensor, labels: torch.Tensor, memory: torch.Tensor,
                   temperature: float) -> torch.Tensor:
     """Per-sample cross-entropy (N,) of normalised features against memory centroids (C, D)."""
+    import torch.nn.functional as F  # here, so that the recipe's ClusterConfig loads without torch
+
     logits = F.normalize(features.float(), dim=1) @ memory.float().t() / temperature
     return F.cross_entropy(logits, labels.long(), reduction="none")
 
