@@ -133,6 +133,10 @@ def plot_training_curves(log_csv: str | Path, path: str | Path, title: str = "tr
             ok = ~np.isnan(v)
             ax.plot(x[ok], v[ok], marker="o" if ok.sum() < 30 else None, markersize=3, label=k)
         ax.set(title=name, xlabel=x_label or x_key)
+        finite_x = x[~np.isnan(x)]
+        if len(finite_x) > 1:  # one x range for every panel, even one holding a single eval point
+            pad = 0.03 * (finite_x.max() - finite_x.min())
+            ax.set_xlim(finite_x.min() - pad, finite_x.max() + pad)
         ax.grid(alpha=0.3)
         if name == "learning rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
