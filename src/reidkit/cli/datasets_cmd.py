@@ -55,6 +55,13 @@ def check(
         from reidkit.utils.progress import make_progress
 
         ds = load_dataset(fmt, path, strict=False, **_parse_options(options))
+        from reidkit.data.records import VideoDataset
+
+        if isinstance(ds, VideoDataset):  # tracklet formats have their own report
+            from reidkit.cli.video_data_cmd import check_tracklets
+
+            return check_tracklets(ds, as_json=as_json, verify_images=verify_images, workers=workers,
+                                   bad_list=bad_list)
         errors = list(getattr(ds, "errors", []))
         warnings = [p for p in ds.problems if p not in errors]
         corrupt: list[tuple[str, str]] = []
