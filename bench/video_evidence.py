@@ -60,7 +60,7 @@ def train(method: str, ds, seed: int, args, root: Path) -> Path:
                  "num_instances": 2, "pad": 3},
         "teacher": net, "student": net, "distill": {"method": method},
         "solver": {"epochs": args.epochs, "warmup_epochs": 1, "lr": args.lr},
-        "train": {"seed": seed}, "eval": {"enabled": False}, "output": str(out)})
+        "seed": seed, "eval": {"enabled": False}, "output": str(out)})
     distill(cfg, dataset=ds, progress=False)
     return out
 

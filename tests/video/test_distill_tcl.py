@@ -60,7 +60,7 @@ def test_tcl_run_writes_models_and_metrics(dataset, tmp_path):
 
 
 def test_resume_equals_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
-    import reidkit.utils.checkpoint as ckpt
+    import reidkit.engine.run as ckpt  # the engine's Run.save writes last.pt through this name
 
     full = distill(_cfg(tmp_path / "a", method="kd", eval={"enabled": False}), dataset=dataset, progress=False)
     real = ckpt.save_state

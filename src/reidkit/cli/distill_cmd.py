@@ -16,6 +16,7 @@ def distill_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output`)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a changed recipe."),
 ) -> None:
     """Train a video teacher and an image student by mutual learning with the triplet contrast loss
     (distill.method=tcl), logits KD only (kd), no distillation (none), or train the video model alone (video)."""
@@ -23,7 +24,7 @@ def distill_command(
         from reidkit.methods.distill_tcl import DistillConfig, distill
 
         run = run_recipe(DistillConfig, distill, config, overrides, out=out, out_key="output", resume=resume,
-                         print_config=print_config, what="distillation")
+                         print_config=print_config, what="distillation", force=force)
         if run is None:
             return
         console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt, student/teacher.safetensors, "

@@ -6,9 +6,10 @@
     run_dir = distill(cfg)          # distill(cfg, resume=True) continues a killed run
 
 The story, top to bottom:
-  1. recipe  ``DistillConfig``: data (tracklets, clip length), teacher (a ``VideoReIDModel``: frame
-             backbone + temporal pooling), student (an image ``ReIDModel``), distill (method and
-             weights), loss, solver, train, eval, output.
+  1. recipe  ``DistillConfig`` (a ``reidkit.engine.recipe.RunRecipe``: output, seed, device,
+             precision, log_every at the top level as in every recipe): data (tracklets, clip length),
+             teacher (a ``VideoReIDModel``: frame backbone + temporal pooling), student (an image
+             ``ReIDModel``), distill (method and weights), loss, solver, eval.
   2. loss    ``MutualDistillLoss``. Every batch holds P identities x K tracklets; the teacher sees
              each tracklet as a clip of ``seq_len`` frames, the student sees one frame of that clip.
              Each network keeps its own ID cross-entropy + batch-hard triplet loss, and
@@ -20,8 +21,9 @@ The story, top to bottom:
                            L_T += alpha TCL(S->T) + beta KD(S->T).
              Mutual learning = both networks train at once, each distilling from the other's detached
              outputs (``distill.mutual=false``: the teacher learns from the labels only).
-  3. loop    ``distill``: clips -> one frame per clip -> both forwards -> loss -> NaN stop -> step;
-             per epoch: log, ``last.pt``; at the end (and every ``eval.every`` epochs) the image-to-
+  3. loop    ``distill`` on the training engine (``reidkit.engine.run``: run folder, resume with the
+             recipe diff, NaN guard, checksummed ``last.pt``, log.csv): clips -> one frame per clip ->
+             both forwards -> loss -> NaN stop -> step; per epoch: log, ``last.pt``; at the end (and every ``eval.every`` epochs) the image-to-
              video evaluation: query *frames* embedded by the student against gallery *tracklets*
              embedded by the student (its frame features averaged, as VKD evaluates its student), and
              the teacher's video-to-video figures for reference.
@@ -37,11 +39,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
+from reidkit.engine.recipe import RunRecipe
 from reidkit.losses.softmax import cross_entropy
 from reidkit.losses.tcl import TripletContrastLoss, logits_kd
 from reidkit.losses.triplet import TripletLoss
@@ -108,14 +111,6 @@ class SolverConfig:
     warmup_factor: float = 0.01
     min_lr_factor: float = 0.01
     grad_clip: float = 0.0
-    amp: Literal["none", "bf16", "fp16"] = "none"
-
-
-@dataclass
-class RunConfig:
-    seed: int = 0
-    device: str = "auto"
-    log_every: int = 20
 
 
 @dataclass
@@ -130,16 +125,26 @@ class VideoEvalConfig:
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(RunRecipe):
     data: VideoDataConfig = field(default_factory=VideoDataConfig)
     teacher: NetConfig = field(default_factory=NetConfig)
     student: NetConfig = field(default_factory=NetConfig)
     distill: DistillLossConfig = field(default_factory=DistillLossConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
-    train: RunConfig = field(default_factory=RunConfig)
     eval: VideoEvalConfig = field(default_factory=VideoEvalConfig)
     output: str = "runs/distill_tcl"
+
+    def check(self, world: int = 1) -> None:
+        """Fast checks before any data or model is touched (called by ``engine.run.start``)."""
+        self.check_run()
+        d = self.data
+        if d.batch_size % d.num_instances:
+            raise DistillError(f"data.batch_size={d.batch_size} is not a multiple of num_instances={d.num_instances}")
+        if d.seq_len < 1 or self.solver.epochs < 1:
+            raise DistillError(f"data.seq_len and solver.epochs must be >= 1 (got {d.seq_len}, {self.solver.epochs})")
+        if self.distill.method == "tcl" and self.distill.tcl_weight <= 0 and self.distill.kd_weight <= 0:
+            raise DistillError("distill.method=tcl with tcl_weight and kd_weight both 0 distils nothing")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,12 +205,6 @@ class MutualDistillLoss(nn.Module):
 # setup
 
 
-def _device(pref: str) -> torch.device:
-    if pref == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(pref)
-
-
 def load_video_data(cfg: VideoDataConfig):
     """The ``VideoDataset`` of ``cfg`` (reader by format), training pids relabelled to 0..N-1."""
     from reidkit.data.datasets import load_dataset
@@ -229,16 +228,6 @@ def _prepare(dataset):
     if pids != list(range(len(pids))):
         dataset.train = relabel_tracklets(dataset.train)
     return dataset
-
-
-def _check(cfg: DistillConfig) -> None:
-    d = cfg.data
-    if d.batch_size % d.num_instances:
-        raise DistillError(f"data.batch_size={d.batch_size} is not a multiple of num_instances={d.num_instances}")
-    if d.seq_len < 1 or cfg.solver.epochs < 1:
-        raise DistillError(f"data.seq_len and solver.epochs must be >= 1 (got {d.seq_len}, {cfg.solver.epochs})")
-    if cfg.distill.method == "tcl" and cfg.distill.tcl_weight <= 0 and cfg.distill.kd_weight <= 0:
-        raise DistillError("distill.method=tcl with tcl_weight and kd_weight both 0 distils nothing")
 
 
 def _build(net: NetConfig, num_classes: int, size, video: bool):
@@ -302,37 +291,36 @@ def _percent(name: str, m: dict) -> dict[str, float]:
 # 3. the loop
 
 
-def distill(cfg: DistillConfig, resume: bool = False, dataset=None, progress: bool = True) -> Path:
+def distill(cfg: DistillConfig, resume: bool = False, force: bool = False, dataset=None,
+            progress: bool = True) -> Path:
     """Train student (and teacher) and return the run folder (config.yaml, log.csv, last.pt,
     student.safetensors, teacher.safetensors, summary.json). ``dataset``: a ``VideoDataset`` to use
-    instead of reading ``cfg.data`` (tests, notebooks)."""
-    from reidkit.config import to_dict
+    instead of reading ``cfg.data`` (tests, notebooks). ``force`` with ``resume`` accepts a changed
+    recipe (the engine prints the differences)."""
     from reidkit.data.transforms import build_train_transform
     from reidkit.data.video_loader import build_video_train_loader
+    from reidkit.engine.precision import autocast, grad_scaler
+    from reidkit.engine.run import start
     from reidkit.methods.optim import build_optimizer, cosine_iter_schedule
-    from reidkit.methods.training_run import autocast_dtype, eval_due, open_run_folder, say
-    from reidkit.models import save_model
     from reidkit.models.temporal import save_video_model
-    from reidkit.utils.checkpoint import check_finite, load_state, rng_state, save_state, set_rng_state
+    from reidkit.utils.checkpoint import rng_state, set_rng_state
     from reidkit.utils.io import save_json
-    from reidkit.utils.metric_log import MetricLog
     from reidkit.utils.seed import seed_everything
 
-    _check(cfg)
-    out = Path(cfg.output)
-    state_path = open_run_folder(out, cfg, resume, DistillError)
-    device = _device(cfg.train.device)
-    seed_everything(cfg.train.seed)
+    if dataset is None and not cfg.data.root:
+        raise DistillError("data.root is not set: give the dataset folder, e.g. `data.root=data/mars`")
+    run = start(cfg, resume, force, error=DistillError, distributed=False)
+    out, device, amp = run.out, run.device, run.amp
     dataset = _prepare(dataset if dataset is not None else load_video_data(cfg.data))
     num_classes = len({t.pid for t in dataset.train})
     d = cfg.data
     tf = build_train_transform(tuple(d.size), hflip=d.hflip, pad=d.pad, erasing=d.erasing)
     loader, sampler, clips = build_video_train_loader(
-        dataset.train, tf, batch_size=d.batch_size, num_instances=d.num_instances, seed=cfg.train.seed,
+        dataset.train, tf, batch_size=d.batch_size, num_instances=d.num_instances, seed=cfg.seed,
         seq_len=d.seq_len, method=d.sampler, num_workers=d.num_workers, pin_memory=device.type == "cuda",
         on_error=d.on_error)
 
-    seed_everything(cfg.train.seed)
+    seed_everything(cfg.seed, cfg.deterministic)  # the models' init does not depend on the data set-up
     method = cfg.distill.method
     student = None if method == "video" else _build(cfg.student, num_classes, d.size, video=False).to(device)
     teacher = None if method == "none" else _build(cfg.teacher, num_classes, d.size, video=True).to(device)
@@ -340,19 +328,17 @@ def distill(cfg: DistillConfig, resume: bool = False, dataset=None, progress: bo
     criterion = MutualDistillLoss(cfg.loss, cfg.distill)
     s = cfg.solver
     optimizer = build_optimizer(nets, "adamw", s.lr, s.weight_decay)
-    amp = autocast_dtype(s.amp, device, DistillError)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    scaler = grad_scaler(amp)
     start_epoch, step = 0, 0
-    log = MetricLog(out / "log.csv")
-    if resume:
-        state = load_state(state_path)
+    state = run.restore()
+    if state is not None:
         nets.load_state_dict(state["nets"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, step = int(state["epoch"]), int(state["step"])
         set_rng_state(state["rng"])
-        say(f"resumed {out} after epoch {start_epoch}")
-    log.truncate_after(start_epoch)
+        run.say(f"resumed {out} after epoch {start_epoch}")
+    run.resume_log(start_epoch, state)
 
     iters = len(sampler)
     if iters == 0:
@@ -370,13 +356,14 @@ def distill(cfg: DistillConfig, resume: bool = False, dataset=None, progress: bo
             for g in optimizer.param_groups:
                 g["lr"] = g["peak_lr"] * float(sched[min(step, len(sched) - 1)])
             clip, pids = clip.to(device, non_blocking=True), pids.to(device, non_blocking=True)
-            pick = _frame_choice(cfg.train.seed, step, clip.shape[0], clip.shape[1]).to(device)
+            pick = _frame_choice(cfg.seed, step, clip.shape[0], clip.shape[1]).to(device)
             frames = clip[torch.arange(clip.shape[0], device=device), pick]
-            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            with autocast(device, amp):
                 s_out = student(frames) if student is not None else None
                 t_out = teacher(clip) if teacher is not None else None
             loss, stats = criterion(s_out, t_out, pids)
-            check_finite(loss.detach(), f"epoch {epoch + 1}, iteration {it + 1} (last good: {state_path})")
+            run.guard(loss.detach(), f"epoch {epoch + 1}, iteration {it + 1}",
+                      "Lower solver.lr, set solver.grad_clip, or use precision=bf16 instead of fp16.")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if s.grad_clip > 0:
@@ -390,19 +377,19 @@ def distill(cfg: DistillConfig, resume: bool = False, dataset=None, progress: bo
                 sums[k] = sums.get(k, 0.0) + v
         row = {k: v / iters for k, v in sums.items()}
         row.update(lr=optimizer.param_groups[0]["lr"], epoch_s=time.perf_counter() - t0)
-        if cfg.eval.enabled and dataset.query and dataset.gallery and eval_due(epoch + 1, s.epochs, cfg.eval.every):
+        due = run.eval_due(epoch + 1, s.epochs, cfg.eval.every)
+        if cfg.eval.enabled and dataset.query and dataset.gallery and due:
             metrics = evaluate_distill(student, teacher, dataset, cfg, device)
             row.update(metrics)
         if student is not None:
-            save_model(student, out / "student.safetensors")
+            run.publish(student, "student.safetensors")
         if teacher is not None:
             save_video_model(teacher, out / "teacher.safetensors")
-        save_state(state_path, {"epoch": epoch + 1, "step": step, "rng": rng_state(), "nets": nets.state_dict(),
-                                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                                "config": to_dict(cfg)})
-        log.log(epoch + 1, **row)
+        run.save({"epoch": epoch + 1, "step": step, "rng": rng_state(), "nets": nets.state_dict(),
+                  "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "log_row": row})
+        run.log_row(epoch + 1, **row)
         if progress:
-            say(f"epoch {epoch + 1}/{s.epochs}  " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
+            run.say(f"epoch {epoch + 1}/{s.epochs}  " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
     save_json(out / "summary.json", {"method": cfg.distill.method, "num_classes": num_classes,
                                      "num_train_tracklets": len(dataset.train), "final": metrics,
                                      "bad_frames": clips.num_bad_frames, "device": str(device)})
@@ -410,5 +397,5 @@ def distill(cfg: DistillConfig, resume: bool = False, dataset=None, progress: bo
 
 
 __all__ = ["DistillConfig", "VideoDataConfig", "NetConfig", "DistillLossConfig", "LossConfig", "SolverConfig",
-           "RunConfig", "VideoEvalConfig", "DistillError", "MutualDistillLoss", "distill", "evaluate_distill",
+           "VideoEvalConfig", "DistillError", "MutualDistillLoss", "distill", "evaluate_distill",
            "load_video_data"]
