@@ -79,6 +79,18 @@ def _check(name: str, got: tuple[str, str]) -> None:
     assert got == EXPECTED[name], f"{name}: {got} != recorded {EXPECTED[name]}"
 
 
+def _fresh_then_resumed(name: str, make_cfg, run, tmp_path, monkeypatch, step: int) -> None:
+    """Run ``make_cfg(out)`` fresh (snapshotting its folder after log row ``step``), check the fingerprint,
+    resume the snapshot to the end, check it again."""
+    snap = tmp_path / "snap"
+    _snapshot_at(monkeypatch, step, snap)
+    _check(name, fingerprint(run(make_cfg(tmp_path / "run"))))
+    monkeypatch.undo()
+    monkeypatch.setenv("REIDKIT_PROGRESS", "0")
+    run(make_cfg(snap), resume=True)
+    _check(name, fingerprint(snap))
+
+
 def _snapshot_at(monkeypatch, step: int, snap: Path) -> None:
     """Copy the run folder right after the log row of ``step`` is written (a kill at that moment)."""
     real = metric_log.MetricLog.log
@@ -111,14 +123,7 @@ def _finetune(cfg, resume=False):
 
 
 def test_finetune_fresh_and_resumed(synth, tmp_path, monkeypatch):
-    snap = tmp_path / "snap"
-    _snapshot_at(monkeypatch, 2, snap)
-    run = _finetune(_finetune_cfg(synth, tmp_path / "run"))
-    _check("finetune", fingerprint(run))
-    monkeypatch.undo()
-    monkeypatch.setenv("REIDKIT_PROGRESS", "0")
-    _finetune(_finetune_cfg(synth, snap), resume=True)
-    _check("finetune", fingerprint(snap))
+    _fresh_then_resumed("finetune", lambda out: _finetune_cfg(synth, out), _finetune, tmp_path, monkeypatch, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,19 +148,10 @@ def _pretrain(cfg, resume=False):
     return pretrain(cfg, resume=resume)
 
 
-def test_pretrain_fresh(synth, tmp_path):
-    _check("pretrain", fingerprint(_pretrain(_pretrain_cfg(synth, tmp_path / "run"))))
-
-
-def test_pretrain_resumed_from_its_epoch_checkpoint(synth, tmp_path, monkeypatch):
-    """Issue 16 item 11: resuming from the run's own end-of-epoch-1 state gives the uninterrupted weights."""
-    snap = tmp_path / "snap"
-    _snapshot_at(monkeypatch, 4, snap)  # the first row of epoch 2: last.pt holds the end of epoch 1
-    _pretrain(_pretrain_cfg(synth, tmp_path / "run"))
-    monkeypatch.undo()
-    monkeypatch.setenv("REIDKIT_PROGRESS", "0")
-    _pretrain(_pretrain_cfg(synth, snap), resume=True)
-    _check("pretrain", fingerprint(snap))
+def test_pretrain_fresh_and_resumed_from_its_epoch_checkpoint(synth, tmp_path, monkeypatch):
+    """Issue 16 item 11: resuming from the run's own end-of-epoch-1 state gives the uninterrupted weights
+    (snapshot at the first row of epoch 2: last.pt then holds the end of epoch 1)."""
+    _fresh_then_resumed("pretrain", lambda out: _pretrain_cfg(synth, out), _pretrain, tmp_path, monkeypatch, 4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,11 +175,4 @@ def _adapt(cfg, resume=False):
 
 
 def test_adapt_fresh_and_resumed(synth, tmp_path, monkeypatch):
-    snap = tmp_path / "snap"
-    _snapshot_at(monkeypatch, 2, snap)
-    run = _adapt(_adapt_cfg(synth, tmp_path / "run"))
-    _check("adapt", fingerprint(run))
-    monkeypatch.undo()
-    monkeypatch.setenv("REIDKIT_PROGRESS", "0")
-    _adapt(_adapt_cfg(synth, snap), resume=True)
-    _check("adapt", fingerprint(snap))
+    _fresh_then_resumed("adapt", lambda out: _adapt_cfg(synth, out), _adapt, tmp_path, monkeypatch, 2)

@@ -1,7 +1,5 @@
 """A real training process killed with SIGKILL and resumed ends exactly where an uninterrupted run
 ends; two DDP processes (gloo, CPU) train together and keep identical weights."""
-import csv
-import os
 import signal
 import socket
 import subprocess
@@ -11,6 +9,8 @@ import time
 import pytest
 import torch
 import yaml
+
+from cli_processes import csv_rows, quiet_env, start_reidkit
 
 from reidkit.utils.io import load_tensors
 
@@ -24,22 +24,8 @@ def _write_cfg(path, root, out, **data):
     return path
 
 
-def _env():
-    env = dict(os.environ, REIDKIT_PROGRESS="0", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("WORLD_SIZE", None)
-    return env
-
-
 def _train(cfg, *args):
-    return subprocess.Popen([sys.executable, "-m", "reidkit.cli.main", "train", str(cfg), *args], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _rows(path):
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
+    return start_reidkit("train", cfg, *args)
 
 
 @pytest.mark.slow
@@ -50,12 +36,12 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_market, tmp_path)
     a = _train(a_cfg)
     b = _train(b_cfg)
     deadline = time.time() + 240
-    while len(_rows(tmp_path / "b" / "log.csv")) < 1 and b.poll() is None and time.time() < deadline:
+    while len(csv_rows(tmp_path / "b" / "log.csv")) < 1 and b.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     b.send_signal(signal.SIGKILL)
     b.wait()
     assert b.returncode == -signal.SIGKILL, b.stdout.read()
-    done = len(_rows(tmp_path / "b" / "log.csv"))
+    done = len(csv_rows(tmp_path / "b" / "log.csv"))
     assert 1 <= done < 4, "the run must be killed mid-way"
     resumed = _train(b_cfg, "--resume")
     out_b, _ = resumed.communicate(timeout=300)
@@ -68,7 +54,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_market, tmp_path)
     assert ta.keys() == tb.keys()
     for k in ta:
         assert torch.equal(ta[k], tb[k]), k
-    ra, rb = _rows(tmp_path / "a" / "log.csv"), _rows(tmp_path / "b" / "log.csv")
+    ra, rb = csv_rows(tmp_path / "a" / "log.csv"), csv_rows(tmp_path / "b" / "log.csv")
     assert [r["step"] for r in rb] == [str(e) for e in range(1, 5)]
     for x, y in zip(ra, rb):
         for col in ("loss", "mAP", "R1", "mINP", "lr"):
@@ -87,11 +73,11 @@ def test_ddp_two_gloo_processes_train_and_agree(tiny_market, tmp_path):
     cfg = _write_cfg(tmp_path / "ddp.yaml", tiny_market, out)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
            "-m", "reidkit.cli.main", "train", str(cfg), "solver.epochs=2", "data.batch_size=16"]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=quiet_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import json
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["ranks_agree"] is True
-    rows = _rows(out / "log.csv")
+    rows = csv_rows(out / "log.csv")
     assert len(rows) == 2 and float(rows[-1]["loss"]) < float(rows[0]["loss"]) + 1.0
     assert rows[-1]["mAP"]

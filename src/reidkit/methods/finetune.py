@@ -168,6 +168,7 @@ class Trainer:
     """What ``train_one_epoch`` steps: the (DDP-wrapped) net, its loss and optimisers, the schedule."""
 
     net: nn.Module                                # DDP / compiled wrapper of ``TrainNet``
+    train_net: TrainNet                           # the unwrapped net (its state is saved)
     model: nn.Module                              # the ReID model inside (for the EMA)
     criterion: ReIDLoss
     optimizer: torch.optim.Optimizer
@@ -176,6 +177,27 @@ class Trainer:
     center_opt: torch.optim.Optimizer | None = None
     ema: ModelEMA | None = None
     step: int = 0                                 # global iteration
+
+    def state_dict(self) -> dict:
+        state = {"step": self.step, "net": self.train_net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        if self.center_opt is not None:
+            state["criterion"], state["center_opt"] = self.criterion.state_dict(), self.center_opt.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.center_opt is not None:
+            self.criterion.load_state_dict(state["criterion"])
+            self.center_opt.load_state_dict(state["center_opt"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step = int(state["step"])
 
 
 def train_one_epoch(run: Run, t: Trainer, loader, epoch: int, bar, task) -> dict[str, float]:
@@ -274,23 +296,15 @@ def train(cfg: FinetuneConfig, resume: bool = False, force: bool = False) -> Pat
     center_opt = torch.optim.SGD(criterion.center.parameters(), lr=cfg.loss.center_lr) \
         if criterion.center is not None else None
     iters = len(sampler)
-    t = Trainer(maybe_compile(wrap_ddp(net, d, device), cfg.compile), model, criterion, optimizer,
+    t = Trainer(maybe_compile(wrap_ddp(net, d, device), cfg.compile), net, model, criterion, optimizer,
                 grad_scaler(run.amp), center_opt=center_opt, ema=ModelEMA(model, s.ema) if s.ema > 0 else None,
                 iter_sched=cosine_iter_schedule(1.0, s.min_lr_factor, s.epochs, max(iters, 1), s.warmup_epochs,
                                                 s.warmup_factor) if s.scheduler == "cosine_iter" else None)
 
     start_epoch, state = 0, run.restore()
     if state is not None:
-        net.load_state_dict(state["net"])
-        optimizer.load_state_dict(state["optimizer"])
-        if center_opt is not None:
-            criterion.load_state_dict(state["criterion"])
-            center_opt.load_state_dict(state["center_opt"])
-        if "scaler" in state:
-            t.scaler.load_state_dict(state["scaler"])
-        if t.ema is not None:
-            t.ema.load_state_dict(state["ema"])
-        start_epoch, t.step, run.best = int(state["epoch"]), int(state["step"]), dict(state["best"])
+        t.load_state_dict(state)
+        start_epoch, run.best = int(state["epoch"]), dict(state["best"])
         set_rng_state(state["rng"])
         run.say(f"resumed {out} after epoch {start_epoch}")
     run.resume_log(start_epoch, state)
@@ -312,13 +326,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, force: bool = False) -> Pat
                 row.update(last_metrics)
                 run.keep_best(test_model, last_metrics, epoch + 1)
             run.publish(test_model, "last.safetensors")
-            state = {"epoch": epoch + 1, "step": t.step, "best": run.best, "rng": rng_state(), "log_row": row,
-                     "net": net.state_dict(), "optimizer": optimizer.state_dict(), "scaler": t.scaler.state_dict()}
-            if t.ema is not None:
-                state["ema"] = t.ema.state_dict()
-            if center_opt is not None:
-                state["criterion"], state["center_opt"] = criterion.state_dict(), center_opt.state_dict()
-            run.save(state)
+            run.save({"epoch": epoch + 1, "best": run.best, "rng": rng_state(), "log_row": row, **t.state_dict()})
             run.log_row(epoch + 1, **row)
             if d.main:
                 bar.console.print(_epoch_line(epoch + 1, s.epochs, row), highlight=False)

@@ -10,7 +10,7 @@ Parameter groups
 
 Schedules (each group keeps its own peak lr in ``group["peak_lr"]``)
   * ``timm_cosine_epoch_lr``: timm's ``CosineLRScheduler`` as the official recipe steps it
-    (spec §10 item 3): the lr used *during* 0-based epoch t is
+    (the official TransReID-SSL code, He et al. 2021): the lr used *during* 0-based epoch t is
       t <  W:  init + t (peak - init) / W                      (linear warm-up from 0.01 lr)
       t >= W:  lr_min + (peak - lr_min) (1 + cos(pi t / T)) / 2 (absolute t: warmup_prefix=False)
     with ``init = 0.01 base_lr`` and ``lr_min = 0.002 base_lr`` for every group (also 2x biases).
