@@ -244,7 +244,7 @@ def main() -> None:
                       *(f"{r[k]:.4f}" if k in r else "-" for k in ("mAP", "R1", "mINP")))
     Console(width=120).print(table)
     kr = next((r for r in rows if r.get("method") == "kreciprocal"), None)
-    if classic and kr:
+    if classic and kr and "mAP" in kr and "mAP" in classic:
         print(f"kreciprocal vs classic: mAP difference {kr['mAP'] - classic['mAP']:+.6f}, "
               f"max |distance difference| {kr.get('max_abs_diff_vs_classic', float('nan')):.2e}")
 
