@@ -40,7 +40,8 @@ from reidkit.engine.evaluate import evaluate_query_gallery
 from reidkit.engine.precision import autocast, maybe_compile, to_device
 from reidkit.engine.run import Run, say, start
 from reidkit.losses.cluster_memory import ClusterMemory, cluster_centroids
-from reidkit.methods.pseudo_labels import DashThreshold, cluster, label_quality, memory_losses
+from reidkit.methods.pseudo_labels import (DashThreshold, PseudoLabeler, cluster_size_histogram, label_quality,
+                                          memory_losses)
 from reidkit.recipes.adapt import (AdaptConfig, AdaptDataConfig, AdaptError, AdaptEvalConfig, AdaptModelConfig,
                                    AdaptSolverConfig, MemoryConfig, SourceConfig)
 from reidkit.utils.checkpoint import rng_state, set_rng_state
@@ -137,14 +138,15 @@ def evaluate_target(model, dataset, cfg: AdaptConfig, device, amp) -> dict[str, 
 
 
 def pseudo_labels_epoch(run: Run, model, memory: ClusterMemory, train_set, records, camids, true_pids,
-                        dash: DashThreshold | None, epoch: int) -> tuple[np.ndarray, dict[str, float]]:
+                        dash: DashThreshold | None, labeler: PseudoLabeler,
+                        epoch: int) -> tuple[np.ndarray, dict[str, float]]:
     """Features -> Jaccard -> DBSCAN -> memory of normalised cluster means; returns the training labels
     (-1 = not trained on this epoch) and the epoch's clustering log."""
     cfg, device = run.cfg, run.device
     t0 = time.perf_counter()
     feats = _extract(model, train_set, records, cfg, device, run.amp)
     t_extract = time.perf_counter() - t0
-    labels = cluster(feats, cfg.cluster, camids)
+    labels = labeler(feats, camids)  # the graph on the run's device, DBSCAN on the CPU; eps fixed at epoch 1
     skipped = getattr(train_set, "skipped_paths", None)
     if skipped:
         bad = set(skipped)
@@ -153,10 +155,12 @@ def pseudo_labels_epoch(run: Run, model, memory: ClusterMemory, train_set, recor
     n_clusters = int(labels.max()) + 1
     if n_clusters < 1:
         raise AdaptError(f"epoch {epoch + 1}: DBSCAN found no cluster (all {len(labels)} samples are "
-                         f"outliers); raise cluster.eps (now {cfg.cluster.eps}) or lower min_samples")
+                         f"outliers); raise cluster.eps (now {labeler.eps:.3f}) or lower min_samples")
     if n_clusters == 1:
         say(f"[yellow]warning:[/] epoch {epoch + 1}: DBSCAN put every clustered sample in ONE cluster, "
-            f"so the contrastive loss is 0 this epoch; lower cluster.eps (now {cfg.cluster.eps}) or k1")
+            f"so the contrastive loss is 0 this epoch; lower cluster.eps (now {labeler.eps:.3f}) or k1")
+    say(f"epoch {epoch + 1}: eps {labeler.eps:.3f}{' (auto)' if cfg.cluster.eps == 'auto' else ''}; "
+        f"{cluster_size_histogram(labels)}")
     feats_t = torch.from_numpy(feats).to(device)
     labels_t = torch.from_numpy(labels).to(device)
     memory.reset(cluster_centroids(feats_t, labels_t, n_clusters))
@@ -265,6 +269,7 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
     optimizer = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     dash = DashThreshold(cfg.cluster.dash_c, cfg.cluster.dash_gamma, cfg.cluster.dash_rho_min) \
         if cfg.cluster.filter == "dash" else None
+    labeler = PseudoLabeler(cfg.cluster, device=str(device))
 
     start_epoch, state = 0, run.restore()
     if state is not None:
@@ -273,6 +278,7 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
         start_epoch, run.best = int(state["epoch"]), dict(state["best"])
         if dash is not None and state.get("dash"):
             dash.load_state_dict(state["dash"])
+        labeler.load_state_dict(state.get("pseudo_labeler") or {})
         set_rng_state(state["rng"])
         run.say(f"resumed {out} after epoch {start_epoch}")
     run.resume_log(start_epoch, state)
@@ -289,7 +295,7 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
         task = bar.add_task("adapt", total=(s.epochs - start_epoch) * s.iters)
         for epoch in range(start_epoch, s.epochs):
             train_labels, row = pseudo_labels_epoch(run, model, memory, train_set, records, camids, true_pids,
-                                                    dash, epoch)
+                                                    dash, labeler, epoch)
             sampler.set_labels(train_labels, camids)
             sampler.set_epoch(epoch)
             row.update(train_one_epoch(run, forward, model, memory, optimizer, loader, train_labels, epoch, bar, task))
@@ -300,7 +306,7 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
             run.publish(model, "last.safetensors")
             run.save({"epoch": epoch + 1, "best": run.best, "rng": rng_state(), "log_row": row,
                       "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "dash": dash.state_dict() if dash else None})
+                      "dash": dash.state_dict() if dash else None, "pseudo_labeler": labeler.state_dict()})
             run.log_row(epoch + 1, **row)
             bar.console.print(_epoch_line(epoch + 1, s.epochs, row), highlight=False)
 
