@@ -78,3 +78,13 @@ def test_formats_lists_every_reader():
     assert r.exit_code == 0
     for name in ("market1501", "dukemtmc", "msmt17", "cuhk03", "folder", "csv", "unlabelled", "mm"):
         assert name in r.output
+
+
+def test_check_reports_dangling_symlinks(tmp_path):
+    import os
+
+    base = market(tmp_path)
+    os.symlink(tmp_path / "moved_away.jpg", base / "query" / "0001_c4s1_000001_01.jpg")
+    r = runner.invoke(app, ["datasets", "check", str(tmp_path), "--format", "market1501"])
+    out = " ".join(r.output.split())
+    assert "1 dangling symlink(s)" in out and "moved_away.jpg" in out, r.output

@@ -111,3 +111,24 @@ def test_unlabelled_errors(tmp_path):
         load_dataset("unlabelled", tmp_path, file_list=tmp_path / "l.txt")
     with pytest.raises(DatasetError, match="file list not found"):
         load_dataset("unlabelled", tmp_path, file_list=tmp_path / "none.txt")
+
+
+def test_symlink_loop_is_listed_once_and_reported(tmp_path):
+    """A link to a parent folder used to list the pool again per level, then die in ELOOP."""
+    names = pool(tmp_path)
+    os.symlink(tmp_path, tmp_path / "shard1" / "sub" / "back_to_top")
+    os.symlink("self_loop", tmp_path / "shard2" / "self_loop")
+    ds = load_dataset("unlabelled", tmp_path)
+    assert [os.path.relpath(r.path, tmp_path) for r in ds.train] == sorted(names)
+    msgs = "\n".join(ds.problems)
+    assert "1 symlinked folder(s) already listed" in msgs and "back_to_top" in msgs
+
+
+def test_dangling_symlinks_are_reported(tmp_path):
+    names = pool(tmp_path)
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "shard0" / "sub" / "dead.jpg")
+    os.symlink(tmp_path / "gone_dir", tmp_path / "shard0" / "dead_dir")
+    ds = load_dataset("unlabelled", tmp_path)
+    assert len(ds.train) == len(names)
+    msgs = "\n".join(ds.problems)
+    assert "2 dangling symlink(s)" in msgs and "gone" in msgs

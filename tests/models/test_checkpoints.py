@@ -197,12 +197,30 @@ def test_loading_into_a_bare_backbone_and_our_own_state_dict():
 def test_unsafe_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "obj": _Evil()}, path)
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="contains code"):
         load_weights(build_model("vit_micro"), path)
 
 
 class _Evil:
     pass
+
+
+class _Shell:
+    def __reduce__(self):
+        import os
+        return os.system, ("echo should-never-run",)
+
+
+def test_unsafe_pickle_message_names_the_code_and_says_what_to_do(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "obj": _Shell()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_weights(build_model("vit_micro"), path)
+    msg = str(info.value)
+    assert "this file contains code (posix.system); refusing; re-save the state_dict from a trusted " \
+           "environment" in msg
+    assert "weights_only=False" not in msg and "will likely succeed" not in msg
+    assert "\n" not in msg
 
 
 def test_cluster_contrast_resnet_layout():

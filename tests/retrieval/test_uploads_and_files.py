@@ -5,6 +5,7 @@ import io
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -125,3 +126,19 @@ def test_unknown_root_number(tree):
     with pytest.raises(GalleryPathError) as e:
         resolve_gallery_file([root], 3, "cam1/a.jpg")
     assert e.value.status == 404
+
+
+def test_symlinked_image_name_is_judged_by_its_target(tree):
+    """A '*.jpg' link to a non-image inside the root, or to a device, is refused (the fault suite's
+    '/etc/passwd through a *.jpg symlink', here kept inside the root so only the type check stops it)."""
+    root, _ = tree
+    os.symlink(root / "notes.txt", root / "notes.jpg")
+    os.symlink("/dev/zero", root / "zero.jpg")
+    (root / "folder.jpg").mkdir()
+    for name in ("notes.jpg", "zero.jpg", "folder.jpg"):
+        with pytest.raises(GalleryPathError) as e:
+            resolve_gallery_file([root], 0, name)
+        assert e.value.status in (403, 404), name
+    with pytest.raises(GalleryPathError) as e:
+        resolve_gallery_file([Path("/"), root], 0, "etc/passwd.jpg")
+    assert e.value.status == 403

@@ -5,6 +5,8 @@
 * ``center``          ``CenterLoss``
 * ``dino``            ``DINOLoss``, DINO self-distillation with a centred teacher
 * ``cluster_memory``  ``ClusterMemory`` for cluster-contrast, with ``cluster_centroids``
+* ``coke``            ``CoKeLoss``, cluster discrimination with online constrained k-means (CoKe)
+* ``look``            ``LOOKLoss``, the leave-one-out k-NN loss over a feature memory (LOOK)
 
 ``from reidkit.losses import TripletLoss`` works for every name below. A name's module is imported
 on first use, so importing one loss (or this package) does not import the others or torch.
@@ -26,6 +28,18 @@ _WHERE = {
     "ClusterMemory": "cluster_memory",
     "cluster_centroids": "cluster_memory",
     "update_memory": "cluster_memory",
+    "CoKeError": "coke",
+    "check_coke_problem": "coke",
+    "constrained_assign": "coke",
+    "dual_step": "coke",
+    "OnlineConstrainedKMeans": "coke",
+    "soft_cross_entropy": "coke",
+    "CoKeLossConfig": "coke",
+    "CoKeLoss": "coke",
+    "LOOKError": "look",
+    "LOOKLossConfig": "look",
+    "look_loss": "look",
+    "LOOKLoss": "look",
 }
 
 __all__ = list(_WHERE)

@@ -8,6 +8,7 @@ a symlink inside the gallery cannot point out of it.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from reidkit.data.images import is_image_file
@@ -34,9 +35,19 @@ def resolve_gallery_file(roots: list[Path], root_index: int, relpath: str) -> Pa
     if not is_image_file(relpath):
         raise GalleryPathError("only image files are served")
     root = Path(os.path.realpath(roots[root_index]))
+    if len(root.parts) <= 1:  # a root that resolves to '/' (e.g. through a symlink) serves nothing
+        raise GalleryPathError("the gallery root resolves to the filesystem root; refusing", 403)
     target = Path(os.path.realpath(root / pure))
     if not target.is_relative_to(root):
         raise GalleryPathError("image path leaves the gallery root", 403)
-    if not target.is_file():
-        raise GalleryPathError("image not found", 404)
+    # The requested name was checked above; a symlink 'x.jpg -> notes.txt' or '-> /dev/zero' must
+    # be judged by what it points to: an image extension and a regular file.
+    if not is_image_file(target):
+        raise GalleryPathError("only image files are served", 403)
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        raise GalleryPathError("image not found", 404) from None
+    if not stat.S_ISREG(mode):
+        raise GalleryPathError("only regular image files are served", 403)
     return target

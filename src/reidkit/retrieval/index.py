@@ -177,6 +177,28 @@ def apply_search_params(faiss_index, kind: str, params: dict) -> None:
 
 # ----------------------------------------------------------------------------- paths and roots
 
+def check_root(root: str | Path, where: str = "") -> Path:
+    """An image root the web UI may serve from: absolute, normalised, and not the filesystem root.
+
+    The same rule holds when an index is built and when it is loaded: index folders are copied
+    around, so a ``meta.json`` is as untrusted as a user's ``--root``.
+    """
+    text = str(root)
+    path = Path(text)
+    prefix = f"{where}: " if where else ""
+    if not path.is_absolute() or os.path.normpath(text) != text.rstrip("/") and text != "/":
+        raise IndexFileError(f"{prefix}image root {text!r} must be an absolute, normalised path")
+    if len(path.parts) <= 1:
+        raise IndexFileError(f"{prefix}image root {text!r} is the whole filesystem; the web UI serves "
+                             "files under its roots, so pass a gallery folder (--root DIR)")
+    return path
+
+
+def check_relpath(rel: str, where: str) -> None:
+    """A stored image path must stay under its root: relative, no '..', no NUL."""
+    if rel and (os.path.isabs(rel) or "\x00" in rel or ".." in Path(rel).parts):
+        raise IndexFileError(f"{where}: image path {rel!r} is not relative to its root")
+
 def assign_roots(paths: list[str] | None, n: int, roots: list[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
     """Place each image path under a root: ``(roots, root_idx (N,), relpaths)``.
 
@@ -184,11 +206,11 @@ def assign_roots(paths: list[str] | None, n: int, roots: list[Path]) -> tuple[li
     given). Without explicit roots the deepest common folder of all images becomes the root; a
     root that would be the whole filesystem is refused, since the web UI serves files under it.
     """
+    roots = [check_root(os.path.abspath(r)) for r in roots]
     if paths is None:
         return list(roots), np.full(n, -1, np.int32), [""] * n
     base = roots[0] if roots else Path.cwd()
     absolute = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)) for p in paths]
-    roots = [Path(os.path.abspath(r)) for r in roots]
     if not roots:
         common = Path(os.path.commonpath([os.path.dirname(p) for p in absolute]))
         if len(common.parts) <= 1:
@@ -267,7 +289,7 @@ class GalleryIndex:
                                  f"{source} have dim {x.shape[1]}")
         n = len(x)
         new_pids, new_camids = _labels(pids, n, "pids"), _labels(camids, n, "camids")  # validate first
-        new_roots = [Path(os.path.abspath(r)) for r in roots]
+        new_roots = [check_root(os.path.abspath(r)) for r in roots]
         all_roots = list(self.roots) + [r for r in new_roots if r not in self.roots]
         if paths is not None and not new_roots:
             # Reuse existing roots when they contain the new images; else derive one for them.
@@ -314,8 +336,36 @@ class GalleryIndex:
         if k < 1:
             raise IndexFileError(f"k must be >= 1, got {k}")
         k = min(k, len(self))
-        scores, ids = self.faiss.search(normalise(q), k)
-        return SearchResult(scores.astype(np.float32), ids.astype(np.int64))
+        qn = normalise(q)
+        # faiss orders equal scores as its heap leaves them (a flat index: the *last* gallery id
+        # first), and float32 sums round differently on each code path. Rank like the evaluation
+        # does instead: score in float64, equal scores by gallery id. Candidates are fetched until
+        # every one tied with the k-th is in, so a tie across the k boundary is resolved the same way.
+        fetch = min(len(self), k + 8)
+        while True:
+            scores, ids = self.faiss.search(qn, fetch)
+            if fetch >= len(self) or not _ties_cross(scores, ids, k):
+                break
+            fetch = min(len(self), 4 * fetch)
+        scores, ids = self._exact_order(qn, scores, ids.astype(np.int64), k)
+        return SearchResult(scores, ids)
+
+    def _exact_order(self, qn: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int):
+        """Top-k of the candidates by (float64 cosine descending, gallery id ascending)."""
+        exact = self.kind in ("flat", "hnsw")  # full vectors stored: re-score exactly
+        s64 = scores.astype(np.float64)
+        if exact and ids.size:
+            valid = ids >= 0
+            vecs = self.vectors(np.where(valid, ids, 0).reshape(-1)).astype(np.float64)
+            q64 = qn.astype(np.float64)
+            s64 = np.einsum("qkd,qd->qk", vecs.reshape(*ids.shape, self.dim), q64)
+            s64 = np.where(valid, s64, -np.inf)
+        big = np.iinfo(np.int64).max
+        order = np.lexsort((np.where(ids >= 0, ids, big), -s64), axis=1)[:, :k]
+        ids = np.take_along_axis(ids, order, axis=1)
+        s64 = np.take_along_axis(s64, order, axis=1)
+        return np.where(ids >= 0, s64, -np.inf).astype(np.float32) if exact else \
+            np.take_along_axis(scores, order, axis=1).astype(np.float32), ids
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids), D) stored vectors (exact for flat/hnsw, PQ-decoded for ivfpq)."""
@@ -401,12 +451,26 @@ class GalleryIndex:
         if lengths != {fi.ntotal}:
             raise IndexFileError(f"{items_path}: metadata lengths {sorted(lengths)} do not match the "
                                  f"{fi.ntotal} vectors of {index_path.name}")
-        roots = [Path(r) for r in meta["roots"]]
+        meta_path = folder / "meta.json"
+        if not isinstance(meta["roots"], list) or not all(isinstance(r, str) for r in meta["roots"]):
+            raise IndexFileError(f"{meta_path}: roots must be a list of folder paths")
+        roots = [check_root(r, str(meta_path)) for r in meta["roots"]]
+        for rel in items.relpaths:
+            check_relpath(rel, str(items_path))
         if len(items) and items.root.max() >= len(roots):
             raise IndexFileError(f"{items_path}: refers to root #{items.root.max()}, meta.json lists {len(roots)}")
         apply_search_params(fi, meta["kind"], meta["params"])
         return cls(fi, meta["kind"], meta["dim"], items, roots, meta["params"], meta.get("model"), folder,
                    meta["generation"])
+
+
+def _ties_cross(scores: np.ndarray, ids: np.ndarray, k: int) -> bool:
+    """True when some row's last fetched candidate still scores as high as its k-th (more tied
+    candidates may lie beyond what was fetched)."""
+    if scores.shape[1] <= k:
+        return False
+    last_valid = ids[:, -1] >= 0
+    return bool((last_valid & (scores[:, -1] >= scores[:, k - 1])).any())
 
 
 def _labels(values, n: int, name: str) -> np.ndarray:

@@ -43,13 +43,28 @@ FORMATS: dict[str, FormatInfo] = {
                              "ordered file_list (.txt or CFS_list.pkl) with keep_num / keep_ratio"),
     "mm": FormatInfo("merge", "load_mm", "official Market+MSMT17 merged training set (MSMT17 list_train, then "
                      "Market relabelled after it, cameras +15); tested on Market"),
+    # Tracklet (video) formats: these readers return a VideoDataset (tracklets of frame paths).
+    "mars": FormatInfo("mars", "load", "MARS tracklets: bbox_train/, bbox_test/ and info/ (name lists, "
+                       "tracks_*_info.mat, query_IDX.mat); junk -1 dropped, distractors 0 kept in the gallery"),
+    "duke-video": FormatInfo("duke_video", "load", "DukeMTMC-VideoReID tracklets: train|query|gallery/<pid>/"
+                             "<tracklet>/<pid>_C<cam>_F<frame>...jpg (also what 'reidkit synth --tracklets' writes)"),
+    "ilids-vid": FormatInfo("ilids_vid", "load", "iLIDS-VID tracklets: sequences/cam1|cam2/personNNN/; 10 random "
+                            "150/150 id splits saved as JSON, split_id picks one; query cam1, gallery cam2"),
+    "prid2011": FormatInfo("prid2011", "load", "PRID2011 tracklets: multi_shot/cam_a|cam_b/person_NNNN/; ids in "
+                           "both cameras with >= min_frames frames, 10 random half splits (JSON), split_id"),
+    "tracklets": FormatInfo("tracklet_folder", "load", "your tracklets: <pid>/<camera>/<tracklet>/<frames>, "
+                            "optionally under train/, query/, gallery/ (what 'reidkit datasets mot-to-tracklets' "
+                            "writes)"),
 }
 
 # Spellings users type for the same formats.
 ALIASES = {"market": "market1501", "market-1501": "market1501", "duke": "dukemtmc",
            "dukemtmc-reid": "dukemtmc", "dukemtmcreid": "dukemtmc", "msmt": "msmt17",
            "cuhk03-np": "cuhk03", "cuhk03np": "cuhk03", "generic": "folder", "manifest": "csv",
-           "unlabeled": "unlabelled", "lup": "unlabelled", "luperson": "unlabelled"}
+           "unlabeled": "unlabelled", "lup": "unlabelled", "luperson": "unlabelled",
+           "dukemtmc-videoreid": "duke-video", "dukevideo": "duke-video", "duke_video": "duke-video",
+           "ilidsvid": "ilids-vid", "i-lids-vid": "ilids-vid", "prid": "prid2011", "prid-2011": "prid2011",
+           "tracklet-folder": "tracklets", "video-folder": "tracklets"}
 
 
 def get_reader(fmt: str):

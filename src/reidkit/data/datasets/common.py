@@ -61,28 +61,73 @@ class ParseReport:
                              root=self.root, errors=list(self.errors), notes=list(self.notes))
 
 
-def list_files(folder: str | os.PathLike, recursive: bool = False) -> list[str]:
+class FileList(list):
+    """``list_files``'s sorted paths, plus what it could not list: ``dangling`` symlinks (their
+    target is gone) and ``loops`` (symlinked folders already listed, e.g. a link to a parent)."""
+
+    def __init__(self, paths=(), dangling=(), loops=()):
+        super().__init__(paths)
+        self.dangling: list[str] = list(dangling)
+        self.loops: list[str] = list(loops)
+
+
+def list_files(folder: str | os.PathLike, recursive: bool = False) -> FileList:
     """Paths of all regular files under ``folder``, sorted (deterministic across file systems).
 
     ``os.scandir`` reads the file type from the directory entry, so no file is stat-ed or opened:
-    this is what lets the unlabelled reader list millions of files in seconds.
+    this is what lets the unlabelled reader list millions of files in seconds. Symlinked folders
+    are followed once each: a folder reached again (a link to a parent, two links to one place) is
+    skipped and recorded in ``.loops``, so a link loop neither repeats the pool nor ends in ELOOP.
+    Links whose target is missing are recorded in ``.dangling`` (``split_images`` reports both).
     """
-    out: list[str] = []
-    stack = [os.fspath(folder)]
+    out = FileList()
+    top = os.fspath(folder)
+    stack = [top]
+    seen: set[tuple[int, int]] = set()
+    try:
+        st = os.stat(top)
+        seen.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass  # os.scandir below raises the error the callers expect
     while stack:
         d = stack.pop()
         files, dirs = [], []
         with os.scandir(d) as it:
             for e in it:
-                if e.is_file():
+                try:
+                    is_file = e.is_file()
+                    is_dir = not is_file and e.is_dir()
+                except OSError:  # ELOOP on a self-referencing link, EACCES ...
+                    is_file = is_dir = False
+                if is_file:
                     files.append(e.path)
-                elif recursive and e.is_dir():
+                elif is_dir:
+                    if not recursive:
+                        continue
+                    if e.is_symlink():
+                        try:
+                            st = os.stat(e.path)
+                        except OSError:
+                            out.dangling.append(e.path)
+                            continue
+                        key = (st.st_dev, st.st_ino)
+                    else:
+                        st = e.stat(follow_symlinks=False)
+                        key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        out.loops.append(e.path)
+                        continue
+                    seen.add(key)
                     dirs.append(e.path)
+                elif e.is_symlink():
+                    out.dangling.append(e.path)
         files.sort()
         out.extend(files)
         # Push in reverse so the sorted-first sub-folder is visited first: output is fully sorted by
         # (folder, name), the same order on every machine.
         stack.extend(sorted(dirs, reverse=True))
+    out.dangling.sort()
+    out.loops.sort()
     return out
 
 
@@ -94,7 +139,22 @@ def split_images(paths: Iterable[str], report: ParseReport, where: str | os.Path
     if others:
         report.warn(f"{os.fspath(where)}: skipped {len(others)} non-image file(s), "
                     f"e.g. {os.path.basename(others[0])!r}")
+    dangling, loops = getattr(paths, "dangling", []), getattr(paths, "loops", [])
+    if dangling:
+        report.warn(f"{os.fspath(where)}: skipped {len(dangling)} dangling symlink(s) (target missing), "
+                    f"e.g. {dangling[0]!r} -> {_link_target(dangling[0])!r}")
+    if loops:
+        report.warn(f"{os.fspath(where)}: skipped {len(loops)} symlinked folder(s) already listed "
+                    f"(a link loop or a second link to one folder), e.g. {loops[0]!r} -> "
+                    f"{_link_target(loops[0])!r}")
     return images
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
 
 
 @dataclass(frozen=True)
@@ -196,5 +256,8 @@ def check_root(root: str | os.PathLike, name: str) -> Path:
     if not path.exists():
         raise DatasetError(f"{path}: {name} root folder does not exist")
     if not path.is_dir():
+        if path.suffix.lower() == ".csv":
+            raise DatasetError(f"{path}: is a CSV file, not a {name} folder; for a CSV manifest "
+                               "(path,pid,camid[,split]) pass --format csv (-f csv)")
         raise DatasetError(f"{path}: {name} root is not a folder")
     return path

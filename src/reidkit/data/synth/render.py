@@ -24,9 +24,14 @@ def _scene(family: str, seed: int, h: int, w: int, tint: tuple) -> np.ndarray:
     return make_texture(family, seed, h, w, tint)
 
 
+def scene_texture(camera: Camera, h: int, w: int) -> np.ndarray:
+    """The camera's whole scene (H, W, 3) uint8, cached, from which (h, w) windows are cut."""
+    return _scene(camera.background, camera.bg_seed, int(h * 1.4), int(w * 2.5), camera.bg_tint)
+
+
 def scene_crop(camera: Camera, rng: np.random.Generator, h: int, w: int) -> Image.Image:
     """A random (h, w) window of the camera's scene, slightly rescaled (zoom jitter)."""
-    tex = _scene(camera.background, camera.bg_seed, int(h * 1.4), int(w * 2.5), camera.bg_tint)
+    tex = scene_texture(camera, h, w)
     y = int(rng.integers(0, tex.shape[0] - h + 1))
     x = int(rng.integers(0, tex.shape[1] - w + 1))
     return Image.fromarray(tex[y:y + h, x:x + w])
@@ -63,8 +68,13 @@ def _pattern(ident: Identity, view: str, box: tuple[int, int, int, int], top: fl
 
 
 def draw_person(canvas: Image.Image, ident: Identity, view: str, cx: float, top: float, u: float,
-                rng: np.random.Generator) -> None:
-    """Draw ``ident`` seen from ``view`` with feet at ``top + u`` and centre line ``cx``."""
+                rng: np.random.Generator, gait: float | None = None) -> None:
+    """Draw ``ident`` seen from ``view`` with feet at ``top + u`` and centre line ``cx``.
+
+    ``gait`` in [-1, 1] sets the walking phase (seen from the side the legs swap with its sign and
+    the arm swings against them; from the front or back the feet part by ``|gait|``), so a sequence
+    of frames walks; ``None`` draws a random stride.
+    """
     d = ImageDraw.Draw(canvas)
     side = view in ("left", "right")
     face = -1.0 if view == "left" else 1.0       # direction a side-view person walks
@@ -74,7 +84,8 @@ def draw_person(canvas: Image.Image, ident: Identity, view: str, cx: float, top:
     aw = 0.05 * u * b                            # arm width
     lw = 0.065 * u * b                           # leg width
     y = lambda f: top + f * u                    # noqa: E731  (fraction of height -> pixel row)
-    stride = float(rng.uniform(0.0, 1.0)) * (0.09 if side else 0.025) * u
+    phase = float(rng.uniform(0.0, 1.0)) if gait is None else (gait if side else abs(gait))
+    stride = phase * (0.09 if side else 0.025) * u
     hip, knee_end, foot = y(0.49), y(0.95), y(1.0)
 
     # legs (skin first; trousers drawn over them), feet, lower garment
@@ -110,7 +121,10 @@ def draw_person(canvas: Image.Image, ident: Identity, view: str, cx: float, top:
     md = ImageDraw.Draw(mask)
     md.polygon([(cx - sw, y(0.16)), (cx + sw, y(0.16)), (cx + hw * 1.05, y(0.5)), (cx - hw * 1.05, y(0.5))], fill=255)
     sleeve_end = 0.47 if ident.long_sleeves else 0.27
-    arms = [cx + face * 0.3 * sw + float(rng.uniform(-1, 1)) * stride] if side else [cx - sw - aw / 2, cx + sw + aw / 2]
+    if side:  # (the random swing is drawn for side views only: the rng stream of old images is kept)
+        arms = [cx + face * 0.3 * sw + (float(rng.uniform(-1, 1)) if gait is None else -1.0) * stride]
+    else:
+        arms = [cx - sw - aw / 2, cx + sw + aw / 2]
     for ax in arms:
         d.rectangle([ax - aw / 2, y(0.17), ax + aw / 2, y(0.53)], fill=ident.skin)  # bare arm + hand
         md.rectangle([ax - aw / 2 - 1, y(0.165), ax + aw / 2 + 1, y(sleeve_end)], fill=255)

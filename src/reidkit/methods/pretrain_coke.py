@@ -1,0 +1,95 @@
+"""CoKe pre-training: cluster discrimination with online constrained k-means, on unlabelled person crops.
+
+The story: the recipe (``CoKeConfig``), the head (projection MLP -> 128-d + prediction MLP, as the
+paper's ResNet recipe), the step (views -> head -> ``CoKeLoss``, which assigns the global batch
+online and trains on last epoch's labels), and ``end_epoch`` (the k-means centre step). The method's
+equations and choices are in ``reidkit.losses.coke``; the loop (DDP, resume, checkpoints, export) in
+``reidkit.methods.pretrain_loop``.
+
+Defaults follow the paper where it applies to us: three clusterings K = 3000, 4000, 5000, minimum
+cluster size ratio 0.4, dual step 20, temperature 0.1 (single view; 0.05 with two views), beta 0.5,
+128-d projection. The optimiser is DINO's (AdamW, cosine lr, per-parameter clip) instead of the
+paper's LARS for ResNet-50: ViT backbones are trained with AdamW in every recipe we have.
+
+``pretrain_coke(cfg, resume=False) -> run folder``, also ``reidkit pretrain RECIPE`` with
+``method: coke``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from reidkit.data.multicrop import MultiCropConfig
+from reidkit.losses.coke import CoKeLoss, CoKeLossConfig, check_coke_problem
+from reidkit.methods.pretrain_loop import (PretrainModelConfig, PretrainNet, PretrainOptim, ViewsData, build_reid,
+                                           mlp, run_pretraining)
+
+
+@dataclass
+class CoKeHead:
+    hidden_dim: int = 2048
+    out_dim: int = 128
+    predictor: bool = True         # the 2-layer prediction head (loss mixed by coke.beta)
+
+
+@dataclass
+class CoKeConfig:
+    method: Literal["coke"] = "coke"
+    output_dir: str = "runs/pretrain_coke"
+    data: ViewsData = field(default_factory=ViewsData)
+    crops: MultiCropConfig = field(default_factory=MultiCropConfig)  # the global-crop settings are used
+    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
+    head: CoKeHead = field(default_factory=CoKeHead)
+    coke: CoKeLossConfig = field(default_factory=CoKeLossConfig)
+    solver: PretrainOptim = field(default_factory=PretrainOptim)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp16"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0
+
+
+class CoKeProjection(nn.Module):
+    """``(V, B, D) -> (proj (V, B, out), pred (V, B, out) or None)``."""
+
+    def __init__(self, dim: int, h: CoKeHead):
+        super().__init__()
+        self.projector = mlp([dim, h.hidden_dim, h.hidden_dim, h.out_dim], last_bn=True)
+        self.predictor = mlp([h.out_dim, h.hidden_dim, h.out_dim]) if h.predictor else None
+
+    def forward(self, feats: torch.Tensor):
+        v, b, d = feats.shape
+        proj = self.projector(feats.reshape(v * b, d))
+        pred = self.predictor(proj) if self.predictor is not None else None
+        return proj.view(v, b, -1), pred.view(v, b, -1) if pred is not None else None
+
+
+def check_problem(cfg: CoKeConfig, num_images: int, labels) -> None:
+    check_coke_problem(num_images, cfg.coke.num_clusters, cfg.coke.min_size_ratio, where="coke")
+
+
+def pretrain_coke(cfg: CoKeConfig, resume: bool = False) -> Path:
+    """Run (or resume) CoKe pre-training; returns the run folder (``last.pt``, ``last.safetensors``, ``log.csv``)."""
+
+    def build(n: int, labels):
+        reid, model_config = build_reid(cfg.model, cfg.crops.global_size)
+        net = PretrainNet(reid, CoKeProjection(reid.feat_dim, cfg.head))
+        return net, CoKeLoss(n, cfg.head.out_dim, cfg.coke, seed=cfg.seed), model_config
+
+    def step(net, loss_fn: CoKeLoss, views, index, labels, epoch):
+        proj, pred = net(views)
+        loss = loss_fn(proj, index, pred)
+        sizes = loss_fn.clusterings[0].counts
+        fed = sizes[sizes > 0]
+        return loss, {"dual_max": float(loss_fn.clusterings[0].duals.max()),
+                      "smallest_cluster": float(fed.min()) if fed.numel() == sizes.numel() else 0.0}
+
+    return run_pretraining(cfg, "CoKe", resume, lambda n, labels: check_problem(cfg, n, labels), build, step,
+                           end_epoch=lambda loss_fn: loss_fn.end_epoch())
+
+
+__all__ = ["CoKeConfig", "CoKeHead", "CoKeProjection", "pretrain_coke"]
