@@ -23,7 +23,6 @@ is skipped. Figures are throughput on synthetic JPEGs / random tensors; no accur
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import random
@@ -128,10 +127,13 @@ class Suite:
         triplet = TripletLoss()
         spec = PRESETS[self.preset]   # the peer: timm's ViT of the same width and depth (ViT-S/16 for vit_small)
 
-        def step_fn(model, batch, ours):
+        def step_fn(model, batch, ours, fused=True, channels_last=False):
             x = torch.randn(batch, 3, *self.size, device=self.device)
+            if channels_last:
+                model.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
             y = torch.arange(batch, device=self.device) // 4 % 751
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=self.cuda)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused, foreach=None if fused else True)
             fwd = torch.compile(model) if getattr(model, "_compile", False) else model
 
             def step():
@@ -159,6 +161,14 @@ class Suite:
                 self.row("fine-tune", f"train step {self.preset} b{batch} {'compiled' if comp else 'eager'}", o,
                          "timm ViT train step", p)
                 del peer, ours
+        b = self.batch   # the habits, measured: fused AdamW, and channels-last for the ICS conv stem
+        ours = build_model(self.preset, num_classes=751, img_size=self.size).to(self.device).train()
+        self.row("fine-tune", f"train step {self.preset} b{b}, fused AdamW", self.rate(step_fn(ours, b, True), b),
+                 "foreach AdamW", self.rate(step_fn(ours, b, True, fused=False), b))
+        ics = build_model(self.preset + "_ics", num_classes=751, img_size=self.size).to(self.device).train()
+        plain = self.rate(step_fn(ics, b, True), b)
+        self.row("fine-tune", f"train step {self.preset}_ics b{b}, channels-last",
+                 self.rate(step_fn(ics, b, True, channels_last=True), b), "contiguous (NCHW)", plain)
 
     def train_end_to_end(self):
         from train_speed import run_steps

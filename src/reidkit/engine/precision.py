@@ -37,7 +37,7 @@ def grad_scaler(dtype: torch.dtype | None) -> torch.amp.GradScaler:
 
 def to_device(batch: Any, device: torch.device) -> Any:
     """A tensor, or a list / tuple of tensors, on ``device`` (non-blocking from pinned memory)."""
-    if isinstance(batch, torch.Tensor):
+    if isinstance(batch, torch.Tensor) or callable(getattr(batch, "to", None)):  # tensor, device_augment batch
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(b, device) for b in batch)

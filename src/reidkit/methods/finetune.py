@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reidkit.data.device_augment import build_device_train_loader
 from reidkit.data.train_loader import build_train_loader
 from reidkit.data.transforms import build_test_transform, build_train_transform
 from reidkit.engine.distributed import ranks_agree, wrap_ddp
@@ -177,6 +178,7 @@ class Trainer:
     center_opt: torch.optim.Optimizer | None = None
     ema: ModelEMA | None = None
     step: int = 0                                 # global iteration
+    augment: nn.Module | None = None              # data.device_augment: the device half of the augmentation
 
     def state_dict(self) -> dict:
         state = {"step": self.step, "net": self.train_net.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -215,6 +217,8 @@ def train_one_epoch(run: Run, t: Trainer, loader, epoch: int, bar, task) -> dict
         for g in t.optimizer.param_groups:
             g["lr"] = lr_at(s, g, epoch, t.step, t.iter_sched)
         imgs, pids, camids = to_device((imgs, pids, camids), device)
+        if t.augment is not None:
+            imgs = t.augment(imgs)
         with autocast(device, run.amp):
             logits, feat = t.net(imgs, camids, pids)
         loss, stats = t.criterion(logits, feat.float(), pids)
@@ -272,7 +276,8 @@ def train(cfg: FinetuneConfig, resume: bool = False, force: bool = False) -> Pat
     num_classes = len({r.pid for r in dataset.train})
     train_tf = build_train_transform(size, interpolation=cfg.data.train_interpolation, hflip=cfg.data.hflip,
                                      pad=cfg.data.pad, erasing=cfg.data.erasing)
-    loader, sampler, train_set = build_train_loader(
+    build_loader = build_device_train_loader if cfg.data.device_augment else build_train_loader
+    loader, sampler, train_set, *augment = build_loader(
         dataset.train, train_tf, batch_size=cfg.data.batch_size // d.world, num_instances=cfg.data.num_instances,
         seed=cfg.seed, size=size, num_workers=cfg.data.num_workers, cache=cfg.data.cache,
         cache_max_gb=cfg.data.cache_max_gb, pin_memory=device.type == "cuda", on_error=cfg.data.on_error,
@@ -292,14 +297,15 @@ def train(cfg: FinetuneConfig, resume: bool = False, force: bool = False) -> Pat
     criterion = ReIDLoss(cfg.loss, num_classes, model.feat_dim).to(device)
     optimizer = build_optimizer(net, s.optimizer, s.lr, s.weight_decay, momentum=s.momentum,
                                 bias_lr_factor=s.bias_lr_factor, weight_decay_bias=s.weight_decay_bias,
-                                layer_decay=s.layer_decay, betas=s.betas)
+                                layer_decay=s.layer_decay, betas=s.betas, fused=device.type == "cuda")
     center_opt = torch.optim.SGD(criterion.center.parameters(), lr=cfg.loss.center_lr) \
         if criterion.center is not None else None
     iters = len(sampler)
     t = Trainer(maybe_compile(wrap_ddp(net, d, device), cfg.compile), net, model, criterion, optimizer,
                 grad_scaler(run.amp), center_opt=center_opt, ema=ModelEMA(model, s.ema) if s.ema > 0 else None,
                 iter_sched=cosine_iter_schedule(1.0, s.min_lr_factor, s.epochs, max(iters, 1), s.warmup_epochs,
-                                                s.warmup_factor) if s.scheduler == "cosine_iter" else None)
+                                                s.warmup_factor) if s.scheduler == "cosine_iter" else None,
+                augment=augment[0].to(device) if augment else None)
 
     start_epoch, state = 0, run.restore()
     if state is not None:

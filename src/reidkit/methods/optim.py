@@ -78,14 +78,16 @@ def adamw_param_groups(model: nn.Module, lr: float, weight_decay: float = 0.05,
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, *, momentum: float = 0.9,
                     bias_lr_factor: float = 2.0, weight_decay_bias: float | None = None,
-                    layer_decay: float = 1.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    """``sgd`` (official) or ``adamw``; every group remembers its ``peak_lr`` for the schedules."""
+                    layer_decay: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),
+                    fused: bool = False) -> torch.optim.Optimizer:
+    """``sgd`` (official) or ``adamw``; every group remembers its ``peak_lr`` for the schedules.
+    ``fused``: one fused kernel per step (CUDA; same update up to float rounding)."""
     if name == "sgd":
         groups = sgd_param_groups(model, lr, weight_decay, bias_lr_factor, weight_decay_bias)
-        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=fused or None)
     elif name == "adamw":
         groups = adamw_param_groups(model, lr, weight_decay, layer_decay)
-        opt = torch.optim.AdamW(groups, lr=lr, betas=betas)
+        opt = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
     else:
         raise ValueError(f"unknown optimizer {name!r}; expected 'sgd' or 'adamw'")
     for g in opt.param_groups:

@@ -31,6 +31,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from reidkit.data.device_multicrop import DeviceMultiCrop, MultiCropDraws
 from reidkit.data.multicrop import MultiCrop
 from reidkit.engine.distributed import barrier, gather_objects, mean_over_ranks, wrap_ddp
 from reidkit.engine.precision import autocast, maybe_compile, to_device
@@ -236,6 +237,7 @@ class DINOTrainer:
     wd: Any
     momentum: Any
     iters: int
+    multicrop: nn.Module | None = None   # data.device_augment: DeviceMultiCrop (views made on the device)
 
 
 def train_one_epoch(run: Run, t: DINOTrainer, loader, pool, epoch: int, skip: int, progress, task,
@@ -252,6 +254,8 @@ def train_one_epoch(run: Run, t: DINOTrainer, loader, pool, epoch: int, skip: in
             if g_i == 0:
                 group["weight_decay"] = float(t.wd[it])
         views = to_device(views, device)
+        if t.multicrop is not None:
+            views = t.multicrop(*views)   # (canvases, draws) -> the views
         with autocast(device, run.amp):
             with torch.no_grad():
                 teacher_out = t.teacher(views[:2])
@@ -307,7 +311,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, force: bool = False) -> 
 
     # data
     paths = pool_paths(cfg.data)
-    pool = MultiCropPool(paths, MultiCrop(cfg.crops), seed=cfg.seed)
+    pool = MultiCropPool(paths, MultiCropDraws(cfg.crops) if cfg.data.device_augment else MultiCrop(cfg.crops),
+                         seed=cfg.seed)
     sampler = ShardedEpochSampler(len(pool), cfg.data.batch_size, d.rank, d.world, seed=cfg.seed)
     iters = sampler.batches_per_epoch
     if iters == 0:
@@ -330,11 +335,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, force: bool = False) -> 
                     DINOLoss(cfg.head.out_dim, cfg.crops.num_views, s.epochs, cfg.loss.teacher_temp,
                              cfg.loss.warmup_teacher_temp, cfg.loss.warmup_teacher_temp_epochs,
                              cfg.loss.student_temp, cfg.loss.center_momentum).to(device),
-                    torch.optim.AdamW(param_groups(student)),
+                    torch.optim.AdamW(param_groups(student), fused=device.type == "cuda" or None),
                     torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None,
                     cosine_iter_schedule(s.lr * global_batch / 256, s.min_lr, s.epochs, iters, s.warmup_epochs),
                     cosine_iter_schedule(s.weight_decay, s.weight_decay_end, s.epochs, iters),
-                    cosine_iter_schedule(s.momentum_teacher, 1.0, s.epochs, iters), iters)
+                    cosine_iter_schedule(s.momentum_teacher, 1.0, s.epochs, iters), iters,
+                    DeviceMultiCrop(cfg.crops).to(device) if cfg.data.device_augment else None)
 
     start_epoch, start_iter = 0, 0
     state = run.restore(map_location=device)

@@ -41,6 +41,7 @@ class DataConfig:
     cache: CacheMode = "auto"                     # decode + resize once into memory ('auto': if it fits)
     cache_max_gb: float = 4.0
     on_error: Literal["skip", "raise"] = "skip"   # corrupt images: substitute and count, or stop
+    device_augment: bool = False                  # flip/pad/crop/erasing batched on the device (same pixels)
 
 
 @dataclass

@@ -27,6 +27,7 @@ class PretrainData:
     keep_ratio: float | None = None
     batch_size: int = 64           # per process; the paper: 64 x 8 GPUs = 512
     num_workers: int = 8
+    device_augment: bool = False   # multi-crop batched on the device from uint8 (same draws, not PIL's pixels)
 
 
 @dataclass
