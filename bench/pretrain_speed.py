@@ -239,6 +239,7 @@ def coke_look_speed(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tiny-only", action="store_true", help="only the tiny recipe (ViT-S on CPU takes minutes)")
     args, _ = ap.parse_known_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -250,6 +251,8 @@ def coke_look_speed(argv=None) -> None:
         table.add_column(col, justify="right" if col != "recipe" else "left")
     for name, (preset, g, _, _, _) in RECIPES.items():
         small = preset == "vit_tiny"
+        if args.tiny_only and not small:
+            continue
         batch = args.batch or (64 if device.type == "cuda" or small else 16)
         iters = (2 if args.quick else 4) if device.type == "cpu" and not small else (3 if args.quick else 10)
         coke, assign_s = _method_step("coke", preset, g, batch, iters, device, args.precision)
