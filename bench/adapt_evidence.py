@@ -31,11 +31,11 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 console = Console(width=150)
 
-MODEL = "{embed_dim: 128, depth: 4, num_heads: 4, patch_size: 8}"
+MODEL = ["model.embed_dim=128", "model.depth=4", "model.num_heads=4", "model.patch_size=8"]
 
 
-def _model(stem: str) -> str:
-    return MODEL[:-1] + f", stem: {stem}}}"
+def _model(stem: str) -> list[str]:
+    return [*MODEL, f"model.stem={stem}"]
 
 
 def step_synth(args, root: Path) -> Path:
@@ -53,7 +53,7 @@ def step_dino(args, out: Path, pool: Path) -> Path:
     from reidkit.methods.pretrain_dino import PretrainConfig, pretrain
 
     if not (out / "done").is_file():
-        ov = [f"output_dir={out}", f"data.root={pool}", "model.preset=vit_tiny", f"model.overrides={MODEL}",
+        ov = [f"output={out}", f"data.root={pool}", "model.preset=vit_tiny", *MODEL,
               "crops.global_size=[64,32]", "crops.local_size=[32,16]", "crops.local_crops_number=2",
               "head.out_dim=1024", "head.hidden_dim=256", "head.bottleneck_dim=64",
               f"solver.epochs={args.dino_epochs}", "solver.warmup_epochs=1", f"seed={args.seed}",
@@ -71,10 +71,10 @@ def step_source(args, out: Path, city: Path, stem: str) -> Path:
     if not (out / "summary.json").is_file():
         ov = [f"output={out}", f"data.root={city}", "data.format=market1501", "data.size=[64,32]", "data.pad=4",
               "data.batch_size=32", "data.num_instances=4", f"data.num_workers={args.workers}",
-              "model.preset=vit_tiny", f"model.overrides={_model(stem)}", "model.drop_path_rate=0.1",
+              "model.preset=vit_tiny", *_model(stem), "model.drop_path_rate=0.1",
               "model.weights=null", "solver.optimizer=adamw", "solver.lr=1e-3", "solver.weight_decay=0.05",
               "solver.weight_decay_bias=0.0", "solver.bias_lr_factor=1.0", f"solver.epochs={args.src_epochs}",
-              "solver.warmup_epochs=1", "eval.every=0", "solver.amp=none", f"train.seed={args.seed}"]
+              "solver.warmup_epochs=1", "eval.every=0", "precision=fp32", f"seed={args.seed}"]
         cfg = load_config(FinetuneConfig, REPO / "configs" / "finetune" / "market_vit_small.yaml", ov)
         train(cfg, resume=(out / "last.pt").is_file())
     return out / "last.safetensors"
@@ -88,12 +88,12 @@ def step_adapt(args, out: Path, city: Path, stem: str, *, weights: Path | None =
     if not (out / "summary.json").is_file():
         ov = [f"output={out}", f"data.root={city}", "data.size=[64,32]", "data.batch_size=32",
               "data.num_instances=4", f"data.num_workers={args.workers}", "model.preset=vit_tiny",
-              f"model.overrides={_model(stem)}", "model.drop_path_rate=0.1",
+              *_model(stem), "model.drop_path_rate=0.1",
               f"model.weights={weights if weights else 'null'}", f"cluster.eps={args.eps}", f"cluster.k1={args.k1}",
               "cluster.k2=4",
               f"solver.epochs={args.epochs}", f"solver.iters={args.iters}", f"solver.lr={args.lr}",
               f"solver.step_size={max(1, args.epochs * 2 // 3)}", f"eval.every={args.epochs}",
-              f"train.seed={args.seed}"]
+              f"seed={args.seed}"]
         if source is not None:
             ov += ["mode=uda", f"source.model={source}"]
         cfg = load_config(AdaptConfig, REPO / "configs" / "adapt" / "synth_tiny_usl.yaml", ov)

@@ -37,11 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 console = Console()
 
 # The model every run shares: small enough for minutes of CPU, big enough to learn the task.
-MODEL = "{embed_dim: 128, depth: 4, num_heads: 4, patch_size: 8}"
+MODEL = ["model.embed_dim=128", "model.depth=4", "model.num_heads=4", "model.patch_size=8"]
 
 
 def dino_overrides(args, out: Path, pool: Path, list_file: Path | None) -> list[str]:
-    ov = [f"output_dir={out}", f"data.root={pool}", "model.preset=vit_tiny", f"model.overrides={MODEL}",
+    ov = [f"output={out}", f"data.root={pool}", "model.preset=vit_tiny", *MODEL,
           "crops.global_size=[64,32]", "crops.local_size=[32,16]", "crops.local_crops_number=2",
           "head.out_dim=1024", "head.hidden_dim=256", "head.bottleneck_dim=64",
           f"solver.epochs={args.dino_epochs}", "solver.warmup_epochs=1", f"seed={args.seed}",
@@ -54,10 +54,10 @@ def dino_overrides(args, out: Path, pool: Path, list_file: Path | None) -> list[
 def finetune_overrides(args, out: Path, city: Path, weights: Path | None, seed: int) -> list[str]:
     ov = [f"output={out}", f"data.root={city}", "data.format=market1501", "data.size=[64,32]", "data.pad=4",
           "data.batch_size=32", "data.num_instances=4", f"data.num_workers={args.workers}",
-          "model.preset=vit_tiny", f"model.overrides={MODEL}", "model.drop_path_rate=0.1",
+          "model.preset=vit_tiny", *MODEL, "model.drop_path_rate=0.1",
           "solver.optimizer=adamw", "solver.lr=1e-3", "solver.weight_decay=0.05", "solver.weight_decay_bias=0.0",
           "solver.bias_lr_factor=1.0", f"solver.epochs={args.ft_epochs}", "solver.warmup_epochs=1",
-          "eval.every=0", "solver.amp=none", f"train.seed={seed}", "train.log_every=10"]
+          "eval.every=0", "precision=fp32", f"seed={seed}", "log_every=10"]
     ov.append(f"model.weights={weights if weights is not None else 'null'}")  # the base recipe names one
     return ov
 

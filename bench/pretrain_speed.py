@@ -38,7 +38,8 @@ RECIPES = {
 }
 
 
-def dino_step_speed(preset, gsize, lsize, n_local, out_dim, batch, iters, device, precision) -> float:
+def make_dino_step(preset, gsize, n_local, out_dim, device, precision, compile_: bool = False):
+    """One full DINO iteration as ``step(views)`` (views: 2 global + ``n_local`` local batches on ``device``)."""
     backbone = build_model(preset, img_size=gsize, drop_path_rate=0.1).backbone
     embed = backbone.embed_dim
     student = DINOModel(backbone, DINOHead(embed, out_dim))
@@ -48,17 +49,16 @@ def dino_step_speed(preset, gsize, lsize, n_local, out_dim, batch, iters, device
     for p in teacher.parameters():
         p.requires_grad = False
     loss_fn = DINOLoss(out_dim, 2 + n_local, epochs=1).to(device)
-    opt = torch.optim.AdamW(param_groups(student), lr=1e-4)
-    views = [torch.randn(batch, 3, *gsize, device=device) for _ in range(2)]
-    views += [torch.randn(batch, 3, *lsize, device=device) for _ in range(n_local)]
+    opt = torch.optim.AdamW(param_groups(student), lr=1e-4, fused=device.type == "cuda")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    s_fwd, t_fwd = (torch.compile(student), torch.compile(teacher)) if compile_ else (student, teacher)
 
-    def step():
+    def step(views):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             with torch.no_grad():
-                t_out = teacher(views[:2])
-            loss = loss_fn(student(views), t_out, 0)
+                t_out = t_fwd(views[:2])
+            loss = loss_fn(s_fwd(views), t_out, 0)
         opt.zero_grad(set_to_none=True)
         if scaler:
             scaler.scale(loss).backward()
@@ -69,7 +69,15 @@ def dino_step_speed(preset, gsize, lsize, n_local, out_dim, batch, iters, device
         (scaler.step(opt), scaler.update()) if scaler else opt.step()
         ema_update(teacher, student, 0.996)
 
-    return _time(step, batch, iters, device)
+    return step
+
+
+def dino_step_speed(preset, gsize, lsize, n_local, out_dim, batch, iters, device, precision,
+                    compile_: bool = False) -> float:
+    step = make_dino_step(preset, gsize, n_local, out_dim, device, precision, compile_)
+    views = [torch.randn(batch, 3, *gsize, device=device) for _ in range(2)]
+    views += [torch.randn(batch, 3, *lsize, device=device) for _ in range(n_local)]
+    return _time(lambda: step(views), batch, iters, device)
 
 
 def supervised_step_speed(preset, gsize, batch, iters, device, precision) -> float:

@@ -11,7 +11,8 @@ Loaders compared in the same run, on the same JPEG files (one folder per identit
   * peer: torchvision ``ImageFolder`` + ``DataLoader(shuffle=True, num_workers=0)``, the naive
     loop many scripts start from (decode + transform in the training process);
   * reidkit: ``build_train_loader`` (PK batches, persistent workers, per-sample seeds), without
-    and with the decoded-image cache.
+    and with the decoded-image cache, and with the cache plus device-side augmentation
+    (``data/device_augment.py``: workers deliver uint8 + draws, flip/pad/crop/erasing on the device).
 """
 from __future__ import annotations
 
@@ -45,8 +46,12 @@ def write_images(root: Path, ids: int, per_id: int, size: tuple[int, int]) -> li
     return items
 
 
-def run_steps(loader, model, criterion, optimizer, device, steps: int, warmup: int) -> dict:
-    """Train ``warmup + steps`` iterations; time the measured ones. Loops over the loader as needed."""
+def run_steps(loader, model, criterion, optimizer, device, steps: int, warmup: int, augment=None,
+              amp_dtype: torch.dtype | None = None) -> dict:
+    """Train ``warmup + steps`` iterations; time the measured ones. Loops over the loader as needed.
+
+    ``augment``: the device half of ``device_augment`` (batches arrive as uint8 + draws);
+    ``amp_dtype``: autocast the forward pass and loss (bench/gpu_suite.py runs bf16)."""
     wait = compute = 0.0
     n_img = done = 0
     it = iter(loader)
@@ -59,8 +64,11 @@ def run_steps(loader, model, criterion, optimizer, device, steps: int, warmup: i
             continue
         t_got = time.perf_counter()
         imgs, pids = imgs.to(device, non_blocking=True), pids.to(device, non_blocking=True)
-        logits, feat = model(imgs)
-        loss = criterion[0](logits, pids) + criterion[1](feat, pids)
+        if augment is not None:
+            imgs = augment(imgs)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits, feat = model(imgs)
+            loss = criterion[0](logits.float(), pids) + criterion[1](feat.float(), pids)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -109,6 +117,7 @@ def main() -> None:
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
 
+    from reidkit.data.device_augment import build_device_train_loader
     from reidkit.data.records import Record
     from reidkit.data.train_loader import build_train_loader, default_num_workers
     from reidkit.data.transforms import build_train_transform
@@ -137,20 +146,22 @@ def main() -> None:
         peer = DataLoader(ImageFolder(tmp, transform=tf), batch_size=args.batch_size, shuffle=True,
                           num_workers=0, drop_last=True)
         records = [Record(p, pid, 0) for p, pid in items]
-        loaders = {"peer: ImageFolder, 0 workers": peer}
+        loaders = {"peer: ImageFolder, 0 workers": (peer, None)}
+        kw = dict(batch_size=args.batch_size, num_instances=4, seed=0, size=size, num_workers=workers,
+                  pin_memory=device.type == "cuda", progress=False)
         for cache in ("none", "memory"):
-            loader, _, _ = build_train_loader(records, tf, batch_size=args.batch_size, num_instances=4, seed=0,
-                                              size=size, num_workers=workers, cache=cache,
-                                              pin_memory=device.type == "cuda", progress=False)
-            loaders[f"reidkit: PK, {workers} workers, cache={cache}"] = loader
+            loader, _, _ = build_train_loader(records, tf, cache=cache, **kw)
+            loaders[f"reidkit: PK, {workers} workers, cache={cache}"] = (loader, None)
+        loader, _, _, augment = build_device_train_loader(records, tf, cache="memory", **kw)
+        loaders[f"reidkit: PK, {workers} workers, cache=memory, device augment"] = (loader, augment.to(device))
 
         table = Table(title=f"training step time split ({args.preset} {size[0]}x{size[1]}, batch {args.batch_size})")
         for col in ("loader", "loader alone img/s", "train img/s", "compute share", "waiting for data"):
             table.add_column(col, justify="left" if col == "loader" else "right")
         results = {}
-        for name, loader in loaders.items():
+        for name, (loader, augment) in loaders.items():
             alone = loader_only(loader, 6)
-            r = run_steps(loader, model, criterion, optimizer, device, args.steps, args.warmup)
+            r = run_steps(loader, model, criterion, optimizer, device, args.steps, args.warmup, augment)
             results[name] = (alone, r)
             table.add_row(name, f"{alone:.0f}", f"{r['images_per_s']:.1f}", f"{r['compute_share'] * 100:.1f}%",
                           f"{r['wait_share'] * 100:.1f}%")

@@ -45,6 +45,8 @@ def _convert(value: Any, typ: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        if int in args and float in args and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value  # an ``int | float`` field keeps the type it was given: 1 is a count, 1.0 a ratio
         errors = []
         for a in args:
             if a is type(None):
@@ -87,8 +89,10 @@ def _convert(value: Any, typ: Any, where: str) -> Any:
     if typ is int:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+        if isinstance(value, float):
+            if value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r} (a fraction is never rounded)")
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -144,15 +148,28 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Load ``cls`` from a YAML file (``_base_: other.yaml`` inherits) plus overrides."""
+    """Load ``cls`` from a YAML file (``_base_: other.yaml`` inherits) plus overrides. Keys of an older
+    vocabulary are refused with their new name; a recipe with a ``check_recipe()`` method is checked."""
     data: dict = {}
     if path is not None:
         data = _read_yaml(Path(path))
     data = apply_overrides(data, list(overrides or []))
-    return from_dict(cls, data, where=str(path) if path else "config")
+    where = str(path) if path else "config"
+    renamed = getattr(cls, "RENAMED", None)
+    if renamed:
+        from reidkit.engine.recipe import refuse_renamed
+        refuse_renamed(data, where, renamed)
+    cfg = from_dict(cls, data, where=where)
+    if hasattr(cfg, "check_recipe"):
+        cfg.check_recipe()
+    return cfg
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    if path.resolve() in chain:
+        names = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"{path}: _base_ includes itself ({names})")
+    chain = (*chain, path.resolve())
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -163,8 +180,38 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: top level must be a mapping")
     base = data.pop("_base_", None)
     if base:
-        data = _merge(_read_yaml((path.parent / base).resolve()), data)
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: _base_ must be a file name, got {base!r}")
+        data = _merge(_read_yaml((path.parent / base).resolve(), chain), data)
     return data
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and tuples stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str) and a and b:  # the same folder, written two ways
+        pa, pb = Path(a).expanduser(), Path(b).expanduser()
+        if pa.exists() or pb.exists():
+            return pa.resolve() == pb.resolve()
+    return False
+
+
+def recipe_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``[(key, old value, new value)]`` of two flattened recipes; paths compare resolved."""
+    keys = list(old) + [k for k in new if k not in old]
+    return [(k, old.get(k), new.get(k)) for k in keys if not _same_value(old.get(k), new.get(k))]
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -23,7 +23,7 @@ def _cfg(synth, out, *extra):
     overrides = [f"data.root={synth.domains[1]}", "data.size=[64,32]", "data.batch_size=16",
                  "data.num_instances=4", "data.num_workers=0", "model.preset=vit_micro", "model.drop_path_rate=0",
                  "cluster.k1=8", "cluster.k2=3", "cluster.eps=0.7", "cluster.min_samples=2",
-                 "solver.epochs=2", "solver.iters=2", "solver.lr=0.01", "eval.every=1", "train.seed=7",
+                 "solver.epochs=2", "solver.iters=2", "solver.lr=0.01", "eval.every=1", "seed=7",
                  f"output={out}", *extra]
     return load_config(AdaptConfig, None, overrides)
 

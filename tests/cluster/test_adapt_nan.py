@@ -27,8 +27,8 @@ def test_nan_loss_stops_adaptation_and_keeps_the_last_good_checkpoint(tmp_path, 
         f"data.root={synth.domains[0]}", "data.size=[64,32]", "data.batch_size=16", "data.num_instances=4",
         "data.num_workers=0", "model.preset=vit_micro", "model.drop_path_rate=0", "cluster.k1=8", "cluster.k2=3",
         "cluster.eps=0.7", "cluster.min_samples=2", "solver.epochs=3", f"solver.iters={iters}",
-        "solver.lr=0.01", "eval.enabled=false", "train.seed=7", f"output={out}"])
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, iteration 1.*last good checkpoint is kept"):
+        "solver.lr=0.01", "eval.enabled=false", "seed=7", f"output={out}"])
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, iteration 1.*last good checkpoint .*is kept"):
         adapt(cfg)
     assert calls["n"] == iters + 1  # it stopped at the first bad loss, not later
     assert load_state(out / "last.pt")["epoch"] == 1

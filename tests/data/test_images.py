@@ -170,3 +170,39 @@ def test_verify_images_reports_each_bad_file(tmp_path, workers):
     assert [p for p, _ in bad] == [paths[5], paths[505], paths[1005]]
     assert all(problem and not problem.startswith(str(tmp_path)) for _, problem in bad)
     assert sum(seen) == len(paths)
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width x height`` RGB pixels (the fault suite's 144-Mpx file)."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def test_pixel_limit_refuses_huge_images_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_declaring(12000, 12000))  # 144 Mpx: Pillow alone only warns
+    with pytest.raises(ImageError, match=r"12000x12000 pixels \(144 Mpx\) exceeds the limit"):
+        load_rgb(path)
+
+
+def test_on_error_raise_in_a_worker_is_one_line(tmp_path):
+    """data.on_error=raise with DataLoader workers: the main process sees the original message, not
+    the worker's traceback that torch packs into the re-raised exception."""
+    from torch.utils.data import DataLoader
+
+    from reidkit.data.image_dataset import ImageDataset
+    from reidkit.data.records import Record
+
+    bad = tmp_path / "0001_c1_bad.jpg"
+    bad.write_text("not an image")
+    loader = DataLoader(ImageDataset([Record(str(bad), 1, 0)], np.asarray, on_error="raise"), num_workers=1)
+    with pytest.raises(ImageError) as info:
+        next(iter(loader))
+    msg = str(info.value)
+    assert "\n" not in msg and "Traceback" not in msg, msg
+    assert msg.startswith(f"{bad}: not an image") and msg.endswith("(in DataLoader worker process 0)")

@@ -157,3 +157,15 @@ def test_every_sequence_is_checked_before_any_crop(tmp_path):
     assert not (tmp_path / "out").exists()
     dry = convert_sequences(train, tmp_path / "out", strict=False, dry_run=True)
     assert [r.crops for r in dry] == [9, 1] and not (tmp_path / "out").exists()
+
+
+def test_mot15_ground_truth_has_no_class_or_visibility(tmp_path):
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,5,8,12,1,-1,-1,-1\n2,1,10,5,8,12,1,-1,-1,-1\n2,2,1,1,5,5,0,-1,-1,-1\n")
+    parsed = read_mot(gt, min_visibility=0.5)
+    assert [(b.frame, b.track_id) for b in parsed.boxes] == [(1, 1), (2, 1)]
+    assert parsed.notes == ["gt.txt: left out 1 ground-truth row(s) flagged 0 (ignore)"]
+    mot17 = tmp_path / "mot17.txt"          # the same rows with a class and a visibility
+    mot17.write_text("1,1,10,5,8,12,1,1,0.9\n2,1,10,5,8,12,1,7,0.9\n3,1,10,5,8,12,1,1,0.2\n")
+    parsed = read_mot(mot17, gt=True, min_visibility=0.5)
+    assert [b.frame for b in parsed.boxes] == [1] and len(parsed.notes) == 2

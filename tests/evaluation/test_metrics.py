@@ -1,42 +1,17 @@
-"""Metrics against plain per-query loops written here (stable sort = ties by gallery index)."""
+"""Metrics against the readable per-query loop (``evaluation/reference.py``; ties by gallery index)."""
 import numpy as np
 import pytest
 import torch
 
 from reidkit.evaluation.distances import compute_distance
 from reidkit.evaluation.featurefile import FeatureSet
-from reidkit.evaluation.metrics import (MetricError, evaluate, evaluate_distmat, sample_priority,
-                                        sort_keys)
+from reidkit.evaluation.metrics import MetricError, evaluate, evaluate_distmat, sort_keys
+from reidkit.evaluation.reference import evaluate_reference
 
 
 def reference(distmat, qp, gp, qc, gc, max_rank, protocol="market", self_index=None):
-    aps, inps, cmcs, skipped = [], [], [], 0
-    for i in range(len(qp)):
-        order = np.argsort(distmat[i], kind="stable")
-        keep = []
-        for j in order:
-            if gp[j] == -1:
-                continue
-            if protocol == "market" and gp[j] == qp[i] and gc[j] == qc[i]:
-                continue
-            if protocol == "no-camera" and self_index is not None and j == self_index[i]:
-                continue
-            keep.append(j)
-        hits = [1 if (gp[j] == qp[i] and qp[i] >= 0) else 0 for j in keep]
-        if sum(hits) == 0:
-            skipped += 1
-            continue
-        found, precs, last = 0, [], 0
-        for r, h in enumerate(hits):
-            if h:
-                found += 1
-                precs.append(found / (r + 1))
-                last = r
-        aps.append(sum(precs) / found)
-        inps.append(found / (last + 1))
-        first = hits.index(1)
-        cmcs.append([1.0 if first <= r else 0.0 for r in range(max_rank)])
-    return np.mean(aps), np.mean(inps), np.mean(cmcs, axis=0), len(aps), skipped
+    r = evaluate_reference(distmat, qp, gp, qc, gc, protocol=protocol, max_rank=max_rank, self_index=self_index)
+    return r["mAP"], r["mINP"], r["cmc"], r["num_valid_queries"], r["num_skipped_queries"]
 
 
 def random_problem(rng, n_q=40, n_g=200, n_ids=15, n_cams=3, levels=None):
@@ -130,25 +105,8 @@ def test_no_camera_protocol_by_index_and_by_path():
 
 
 def cuhk03_reference(distmat, qp, gp, qc, gc, max_rank, repeats, seed):
-    """torchreid's single-shot loop, drawing one image per identity with the same priorities."""
-    cmcs = []
-    for i in range(len(qp)):
-        order = np.argsort(distmat[i], kind="stable")
-        keep = [j for j in order if gp[j] != -1 and not (gp[j] == qp[i] and gc[j] == qc[i])]
-        if not any(gp[j] == qp[i] for j in keep):
-            continue
-        cmc = np.zeros(max_rank)
-        for r in range(repeats):
-            prio = sample_priority(seed, r, torch.tensor([i]), torch.arange(len(gp)))[0].numpy()
-            best = {}
-            for j in keep:
-                if gp[j] not in best or prio[j] < prio[best[gp[j]]]:
-                    best[gp[j]] = j
-            chosen = [j for j in keep if best[gp[j]] == j]
-            first = [gp[j] == qp[i] for j in chosen].index(True)
-            cmc += [1.0 if first <= k else 0.0 for k in range(max_rank)]
-        cmcs.append(cmc / repeats)
-    return np.mean(cmcs, axis=0)
+    return evaluate_reference(distmat, qp, gp, qc, gc, protocol="cuhk03", max_rank=max_rank,
+                              cuhk03_repeats=repeats, seed=seed)["cmc"]
 
 
 def test_cuhk03_single_shot():
@@ -217,3 +175,142 @@ def test_distmat_layouts_and_dtypes():
     for variant in (np.asfortranarray(d), d.astype(np.float64), torch.from_numpy(d.T.copy()).T):
         res = evaluate_distmat(variant, qp, gp, qc, gc, chunk=5)
         assert res["mAP"] == base["mAP"] and (res["cmc"] == base["cmc"]).all()
+
+
+def hard_problem(rng, n_q=30, n_g=400, n_ids=8, n_cams=3, push=0.6, levels=None):
+    """Positives pushed *behind* most negatives (a weak model): candidates are most of the gallery."""
+    qp = rng.integers(0, n_ids, n_q)
+    gp = rng.integers(-1, n_ids + 2, n_g)
+    qc, gc = rng.integers(0, n_cams, n_q), rng.integers(0, n_cams, n_g)
+    d = rng.random((n_q, n_g)).astype(np.float32)
+    d += push * (gp[None, :] == qp[:, None]) * rng.random((n_q, n_g), dtype=np.float32)
+    if levels:
+        d = np.floor(d * levels).astype(np.float32) / levels
+    return d, qp, gp, qc, gc
+
+
+@pytest.mark.parametrize("push", [0.0, 0.6, 5.0])
+@pytest.mark.parametrize("levels", [None, 7])
+def test_hard_problems_match_reference(push, levels):
+    rng = np.random.default_rng(int(push * 10) + (levels or 0))
+    d, qp, gp, qc, gc = hard_problem(rng, push=push, levels=levels)
+    ref = evaluate_reference(d, qp, gp, qc, gc, max_rank=400)
+    for chunk in (None, 1, 4):
+        res = evaluate_distmat(d, qp, gp, qc, gc, max_rank=400, chunk=chunk, per_query=True)
+        np.testing.assert_allclose(res["mAP"], ref["mAP"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res["mINP"], ref["mINP"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res["cmc"], ref["cmc"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res["AP"], ref["AP"], rtol=0, atol=1e-12)  # NaN where skipped, both
+    if push == 5.0:  # every positive behind every negative: AP is known in closed form
+        assert ref["mINP"] == pytest.approx(np.mean([(
+            (gp == qp[i]) & (gc != qc[i])).sum() / ((gp != -1) & ~((gp == qp[i]) & (gc == qc[i]))).sum()
+            for i in range(len(qp)) if ((gp == qp[i]) & (gc != qc[i])).any()]))
+
+
+def test_ties_follow_gallery_index():
+    # query pid 1 cam 0. Distances tie in pairs: (neg idx 0, pos idx 1) and (pos idx 2, neg idx 3), then
+    # -0.0 / +0.0 tie (pos idx 5 at -0.0 after neg idx 4 at +0.0)
+    d = np.array([[0.5, 0.5, 0.7, 0.7, 0.0, -0.0]], np.float32)
+    gp, gc = np.array([2, 1, 1, 3, 4, 1]), np.array([1, 1, 1, 1, 1, 1])
+    # order: neg4(0.0), pos5(-0.0), neg0, pos1, pos2, neg3 -> positives at ranks 2, 4, 5
+    expected_ap = (1 / 2 + 2 / 4 + 3 / 5) / 3
+    for fn in (evaluate_distmat, evaluate_reference):
+        res = fn(d, [1], gp, [0], gc, max_rank=6)
+        assert res["mAP"] == pytest.approx(expected_ap, abs=1e-15)
+        assert res["mINP"] == pytest.approx(3 / 5, abs=1e-15)
+        np.testing.assert_array_equal(res["cmc"], [0, 1, 1, 1, 1, 1])
+
+
+def test_float64_distances_rank_as_float32():
+    # distinct in float64, equal in float32: the documented rule makes them a tie broken by index
+    d = np.array([[1.0 + 1e-12, 1.0, 0.2]], np.float64)
+    for fn in (evaluate_distmat, evaluate_reference):
+        res = fn(d, [1], [1, 2, 3], [0], [1, 1, 1], max_rank=3)
+        assert res["mAP"] == pytest.approx(1 / 2)  # neg idx 2, then the pos idx 0 before neg idx 1
+
+
+def test_threads_do_not_change_results():
+    rng = np.random.default_rng(21)
+    d, qp, gp, qc, gc = hard_problem(rng, n_q=50, push=0.6)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = evaluate_distmat(d, qp, gp, qc, gc, chunk=3, per_query=True)
+        torch.set_num_threads(2)
+        two = evaluate_distmat(d, qp, gp, qc, gc, chunk=3, per_query=True)
+        assert torch.get_num_threads() == 2  # restored after the pool
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one["AP"], two["AP"])
+    np.testing.assert_array_equal(one["cmc"], two["cmc"])
+
+
+def test_no_camera_and_cuhk03_on_hard_problems():
+    rng = np.random.default_rng(23)
+    d, qp, gp, qc, gc = hard_problem(rng, n_q=20, n_g=150, push=0.8, levels=9)
+    self_index = rng.integers(-1, 150, 20)
+    res = evaluate_distmat(d, qp, gp, protocol="no-camera", self_index=self_index, max_rank=20, chunk=6)
+    ref = evaluate_reference(d, qp, gp, protocol="no-camera", self_index=self_index, max_rank=20)
+    for key in ("mAP", "mINP", "cmc"):
+        np.testing.assert_allclose(res[key], ref[key], rtol=0, atol=1e-12)
+    res = evaluate_distmat(d, qp, gp, qc, gc, protocol="cuhk03", max_rank=20, cuhk03_repeats=3, seed=5, chunk=4)
+    ref = evaluate_reference(d, qp, gp, qc, gc, protocol="cuhk03", max_rank=20, cuhk03_repeats=3, seed=5)
+    for key in ("mAP", "mINP", "cmc"):  # CMC thirds are summed in another order: float rounding only
+        np.testing.assert_allclose(res[key], ref[key], rtol=0, atol=1e-9)
+
+
+def test_matches_fastreid_when_its_code_is_cached():
+    """fast-reid's own ``evaluate_py`` (fetched by ``bench/_peers.py``; skipped when not cached)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    try:
+        import _peers
+    finally:
+        sys.path.pop(0)
+    if _peers.fetch(download=False) is None:
+        pytest.skip("fast-reid is not in .cache/peers (run bench/eval_speed.py once)")
+    rank_py = _peers.rank_py()
+    rng = np.random.default_rng(29)
+    for push in (0.6, 0.0, -0.3, 5.0):  # no ties: fast-reid's argsort is not stable
+        d, qp, gp, qc, gc = hard_problem(rng, n_q=40, n_g=300, push=push)
+        gp[gp == -1] = 0  # fast-reid has no junk label; pid 0 is a distractor for both
+        qp[qp == 0] = 1
+        cmc, aps, inps = rank_py.evaluate_py(d, qp, gp, qc, gc, 50, False)
+        res = evaluate_distmat(d, qp, gp, qc, gc, max_rank=50)
+        assert res["mAP"] == pytest.approx(np.mean(aps), abs=1e-6)
+        assert res["mINP"] == pytest.approx(np.mean(inps), abs=1e-6)
+        np.testing.assert_allclose(res["cmc"], cmc, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e30, 1e-25, 1e-40])
+def test_cosine_any_finite_magnitude(scale):
+    """Issue 16 item 16: 1e19-sized features overflowed the float32 normalisation (mAP 5% vs 20%)."""
+    rng = np.random.default_rng(31)
+    n, dim = 60, 16
+    pids = rng.integers(0, 6, n)
+    feats = (rng.normal(size=(6, dim))[pids] + rng.normal(size=(n, dim))).astype(np.float32)
+    q, g = FeatureSet(feats[:20], pids[:20], np.zeros(20, np.int64)), FeatureSet(feats, pids, np.ones(n, np.int64))
+    base = evaluate(query=q, gallery=g, max_rank=10, per_query=True)
+    big = feats.astype(np.float64) * scale
+    big[::7] *= 3.0  # rows of different magnitudes
+    qb, gb = FeatureSet(big[:20].astype(np.float32), pids[:20], q.camids), FeatureSet(big.astype(np.float32), pids, g.camids)
+    assert np.isfinite(gb.features).all() and np.abs(gb.features).max() > 0
+    res = evaluate(query=qb, gallery=gb, max_rank=10, per_query=True)
+    np.testing.assert_allclose(res["AP"], base["AP"], atol=1e-6)
+    np.testing.assert_allclose(res["cmc"], base["cmc"], atol=1e-6)
+
+
+def test_non_finite_or_too_large_features_are_refused():
+    from reidkit.evaluation.distances import DistanceError
+    feats = np.ones((5, 4), np.float32)
+    bad = feats.copy()
+    bad[3, 1] = np.inf
+    fs = FeatureSet(feats, np.arange(5), np.zeros(5, np.int64))
+    with pytest.raises(DistanceError, match="query features row 3 is not finite"):
+        evaluate(query=FeatureSet(bad, fs.pids, fs.camids), gallery=fs)
+    with pytest.raises(DistanceError, match="gallery features row 3 is not finite"):
+        evaluate(query=fs, gallery=FeatureSet(bad, fs.pids, fs.camids), metric="euclidean")
+    huge = feats * np.float32(1e20)
+    with pytest.raises(DistanceError, match="too large for float32 euclidean"):
+        evaluate(query=fs, gallery=FeatureSet(huge, fs.pids, fs.camids), metric="euclidean")

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from reidkit.evaluation.featurefile import FeatureSet
-from reidkit.evaluation.rerank import RerankError, apply_rerank, kreciprocal_rerank, query_expansion
+from reidkit.evaluation.rerank import (RerankError, apply_rerank, kreciprocal_rerank, kreciprocal_rerank_torch,
+                                       query_expansion)
 
 FASTREID_RERANK = Path(__file__).resolve().parents[2] / ".cache/peers/fastreid_whl/fastreid/evaluation/rerank.py"
 
@@ -71,7 +73,10 @@ def test_kreciprocal_matches_fastreid_classic():
         return np.sqrt(np.maximum(((a[:, None] - b[None]) ** 2).sum(-1), 0)).astype(np.float32)
 
     ref = mod.re_ranking(euclid(q, g), euclid(q, q), euclid(g, g), 20, 6, 0.3)
-    np.testing.assert_allclose(kreciprocal_rerank(q, g), ref, atol=1e-5)
+    np.testing.assert_allclose(kreciprocal_rerank(q, g, device="cpu"), ref, atol=1e-5)
+    # the device (torch) path, run here on the CPU, equals the classic too
+    dev = kreciprocal_rerank_torch(q, g, 20, 6, 0.3, torch.device("cpu"), chunk=16, max_pairs=20000)
+    np.testing.assert_allclose(dev, ref, atol=1e-5)
 
 
 def test_rerank_improves_and_errors():

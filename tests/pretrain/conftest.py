@@ -23,7 +23,7 @@ def write_pool(root: Path, n: int = 12, seed: int = 0) -> list[Path]:
 
 
 def micro_config(pool: Path, out: Path, **kw) -> PretrainConfig:
-    cfg = PretrainConfig(output_dir=str(out), precision="fp32", device="cpu", log_every=1)
+    cfg = PretrainConfig(output=str(out), precision="fp32", device="cpu", log_every=1)
     cfg.data.root, cfg.data.batch_size, cfg.data.num_workers = str(pool), 4, 0
     cfg.crops.global_size, cfg.crops.local_size, cfg.crops.local_crops_number = (64, 32), (32, 16), 2
     cfg.model.preset = "vit_micro"

@@ -62,9 +62,11 @@ def test_existing_run_needs_resume_and_resume_needs_run(pool, tmp_path, micro_co
     pretrain(cfg)
     with pytest.raises(ValueError, match="--resume"):
         pretrain(cfg)
-    cfg.data.batch_size = 2  # another batch size: the schedules would not line up
-    with pytest.raises(ValueError, match="same pool, batch size"):
+    cfg.data.batch_size = 2  # another batch size: a different run, refused unless forced ...
+    with pytest.raises(ValueError, match=r"data.batch_size 4 -> 2.*--force"):
         pretrain(cfg, resume=True)
+    with pytest.raises(ValueError, match="same pool, batch size"):  # ... and even then the schedules would not line up
+        pretrain(cfg, resume=True, force=True)
 
 
 def test_resume_after_epoch_and_mid_epoch_equals_uninterrupted(pool, tmp_path, micro_config):
@@ -113,7 +115,7 @@ def test_killed_mid_epoch_resumes_to_the_same_weights(pool, tmp_path, micro_conf
 
 def test_any_stem_and_attention_ics_with_knn(pool, tmp_path, micro_config):
     cfg = micro_config(pool, tmp_path / "run", **{"solver.epochs": 1, "model.preset": "vit_micro_ics",
-                                                  "model.overrides": {"knn_k": 4}})
+                                                  "model.knn_k": 4})
     run = pretrain(cfg)
     model = load_model(run / "last.safetensors")
     assert model.spec.stem == "ics" and model.spec.knn_k == 4

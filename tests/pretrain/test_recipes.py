@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from reidkit.config import load_config
-from reidkit.methods.cfs import CFSConfig
+from reidkit.workflows.cfs import CFSConfig
 from reidkit.methods.finetune import FinetuneConfig
 from reidkit.methods.pretrain_dino import PretrainConfig
 

@@ -289,3 +289,29 @@ def test_load_refuses_item_paths_that_leave_their_root(tmp_path):
     idx.save(tmp_path / "ix")
     with pytest.raises(IndexFileError, match="not relative to its root"):
         GalleryIndex.load(tmp_path / "ix")
+
+
+def test_search_and_eval_agree_on_r1_for_tied_scores():
+    """Identical gallery vectors tie exactly; `reidkit eval` orders a tie by gallery index, and so
+    must `reidkit search` / the web UI (faiss's flat heap put the *last* tied id first)."""
+    from reidkit.evaluation.featurefile import FeatureSet
+    from reidkit.evaluation.metrics import evaluate
+    from reidkit.retrieval.search import Queries, search
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 16)).astype(np.float32)
+    gallery = np.repeat(base, 12, axis=0)
+    g_pids = np.arange(72) % 12 + 100           # within a block of copies, every copy another pid
+    g_pids[::12] = np.arange(6)                 # ... except the first copy: the query's own id
+    q = FeatureSet(base, np.arange(6), np.full(6, -1))
+    g = FeatureSet(gallery, g_pids, np.full(72, -1))
+    res = evaluate(query=q, gallery=g, metric="cosine", protocol="no-camera")
+    assert res["cmc"][0] == 1.0  # the tie goes to the lowest gallery index
+    for kind in ("flat", "hnsw"):
+        idx = GalleryIndex.build(gallery, g_pids, np.full(72, -1), kind=kind)
+        for k in (1, 5, 12, 30):
+            hits = search(idx, Queries(base, [str(i) for i in range(6)], q.pids, q.camids), k=k)
+            top1 = np.array([h["results"][0]["pid"] for h in hits])
+            assert float((top1 == q.pids).mean()) == res["cmc"][0], (kind, k)
+            ids = [[r["id"] for r in h["results"]] for h in hits]
+            assert ids == [list(range(12 * i, 12 * i + min(k, 12))) + ids[i][12:] for i in range(6)]

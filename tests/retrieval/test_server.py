@@ -81,19 +81,61 @@ def test_errors_are_json(client):
     assert r.status_code == 400 and "--model" in r.json()["error"]
 
 
-@pytest.mark.parametrize("where", ["header", "query"])
-def test_token_protects_every_route(gallery_index, where):
+def test_token_protects_every_route(gallery_index):
     c = TestClient(create_app(gallery_index[0], token="s3cret"))
-    url = c.get("/api/gallery", params={"limit": 1}, headers={"Authorization": "Bearer s3cret"}).json()["items"][0]["url"]
+    auth = {"Authorization": "Bearer s3cret"}
+    url = c.get("/api/gallery", params={"limit": 1}, headers=auth).json()["items"][0]["url"]
     for path in ("/", "/api/info", "/api/gallery", "/api/search?item=0", url, "/nothing"):
         r = c.get(path)
         assert r.status_code == 401 and "token" in r.json()["error"], path
         assert c.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        sep = "&" if "?" in path else "?"
-        assert c.get(path + sep + "token=wrong").status_code == 401
-        ok = c.get(path, headers={"Authorization": "Bearer s3cret"}) if where == "header" else c.get(path + sep + "token=s3cret")
+        assert c.get(path, cookies={"reidkit_token": "wrong"}).status_code == 401
+        ok = c.get(path, headers=auth)
         assert ok.status_code == (404 if path == "/nothing" else 200), path
     assert c.post("/api/search", content=b"x").status_code == 401
+
+
+def test_token_goes_into_a_cookie_not_into_urls(gallery_index):
+    """The fault suite: '?token=' was on every <img> URL (and so in every access-log line)."""
+    c = TestClient(create_app(gallery_index[0], token="s3cret"))
+    assert c.get("/?token=wrong", follow_redirects=False).status_code == 401
+    assert c.get("/api/info?token=s3cret").status_code == 401  # only the page accepts it in a URL
+    r = c.get("/?token=s3cret", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"].lower()
+    assert "reidkit_token=s3cret" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    c.cookies.set("reidkit_token", "s3cret")
+    items = c.get("/api/gallery").json()["items"]
+    assert items and all("token" not in (it["url"] or "") for it in items)
+    assert c.get(items[0]["url"]).status_code == 200 and c.get("/").status_code == 200
+    page = c.get("/").text
+    assert "withToken" not in page and "Bearer" not in page
+
+
+def test_access_log_redacts_the_token():
+    import logging
+
+    from reidkit.retrieval.server import RedactTokenFilter, log_config
+
+    rec = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                            ("127.0.0.1:5000", "GET", "/?token=s3cret&k=5", "1.1", 303), None)
+    assert RedactTokenFilter().filter(rec)
+    line = rec.getMessage()
+    assert "s3cret" not in line and "token=<redacted>&k=5" in line
+    cfg = log_config()
+    assert all("redact_token" in h["filters"] for h in cfg["handlers"].values())
+
+
+def test_serve_start_up_line_does_not_print_the_token(monkeypatch, gallery_index):
+    from typer.testing import CliRunner
+
+    import reidkit.retrieval.server as server
+    from reidkit.cli.main import app
+
+    monkeypatch.setattr(server, "serve", lambda *a, **k: None)
+    r = CliRunner().invoke(app, ["serve", str(gallery_index[0]), "--token", "s3cret"])
+    assert r.exit_code == 0, r.output
+    assert "s3cret" not in r.output and "?token=<your token>" in r.output
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +183,27 @@ def test_upload_validation_over_http(model_client):
     assert bomb.status_code == 413 and "decompression bomb" in bomb.json()["error"]
     nofile = client.post("/api/search", files={"other": ("x.jpg", b"abc", "image/jpeg")})
     assert nofile.status_code == 400 and "'image'" in nofile.json()["error"]
+
+
+def test_upload_is_decoded_off_the_event_loop(model_client, image_gallery, monkeypatch):
+    """Decoding 16 uploads on the event loop stalled /api/info for 2 s: it runs in a worker thread."""
+    import asyncio
+
+    import reidkit.retrieval.server as server
+
+    client, _ = model_client
+    _, paths = image_gallery
+    seen = []
+    real = server.decode_upload
+
+    def spy(*args):
+        try:
+            asyncio.get_running_loop()
+            seen.append("event loop")
+        except RuntimeError:
+            seen.append("worker thread")
+        return real(*args)
+
+    monkeypatch.setattr(server, "decode_upload", spy)
+    r = client.post("/api/search?k=3", content=open(paths[1], "rb").read(), headers={"content-type": "image/jpeg"})
+    assert r.status_code == 200 and seen == ["worker thread"]

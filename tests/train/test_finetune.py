@@ -51,7 +51,7 @@ def test_options_margin_center_adamw_layer_decay_ema_bf16(tiny_market, tmp_path,
                          f"model.weights={init}",
                          "loss.label_smoothing=0.1", "loss.center_weight=0.0005", "loss.triplet_margin=0.3",
                          "solver.optimizer=adamw", "solver.lr=1e-3", "solver.layer_decay=0.75", "solver.ema=0.9",
-                         "solver.amp=bf16", "solver.grad_clip=1.0", "solver.scheduler=cosine_iter",
+                         "precision=bf16", "solver.grad_clip=1.0", "solver.scheduler=cosine_iter",
                          "data.cache=memory"))
     row = _rows(out / "log.csv")[0]
     assert float(row["center"]) > 0 and float(row["mAP"]) >= 0
@@ -86,7 +86,7 @@ def test_bad_setups_are_clear_errors(tiny_market, tmp_path):
         train(load_config(FinetuneConfig, None, [f"output={tmp_path / 'x'}"]))
     with pytest.raises(FinetuneError, match="multiple of num_instances"):
         train(tiny_cfg(tiny_market, tmp_path / "y", "data.batch_size=6"))
-    with pytest.raises(FinetuneError, match="fp16 needs a GPU"):
-        train(tiny_cfg(tiny_market, tmp_path / "z", "solver.amp=fp16", "train.device=cpu"))
+    with pytest.raises(FinetuneError, match="fp16 needs a CUDA GPU"):
+        train(tiny_cfg(tiny_market, tmp_path / "z", "precision=fp16", "device=cpu"))
     with pytest.raises(FinetuneError, match="layer_decay"):
         train(tiny_cfg(tiny_market, tmp_path / "w", "solver.layer_decay=0.5"))

@@ -34,7 +34,7 @@ def test_paper_recipes_are_the_official_values(data, model, preset, size):
         ("sgd", 4e-4, 0.9, 1e-4, 1e-4, 2.0)
     assert (s.epochs, s.warmup_epochs, s.warmup_factor, s.min_lr_factor, s.scheduler) == \
         (120, 20, 0.01, 0.002, "cosine")
-    assert c.train.seed == 1234 and c.eval.every == 0 and not c.eval.flip
+    assert c.seed == 1234 and c.eval.every == 0 and not c.eval.flip
     if data == "msmt17":
         assert c.data.format == "msmt17" and c.data.options == {"combine_val": True}
     ddp = load_config(FinetuneConfig, CONFIGS / f"{data}_{model}_ddp.yaml")

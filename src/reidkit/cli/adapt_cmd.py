@@ -15,14 +15,19 @@ def adapt_command(
                                                              "cluster.eps=0.7 cluster.filter=dash"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output`)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
 ) -> None:
     """Unsupervised (mode=usl) or domain-adaptive (mode=uda) re-ID by clustering (cluster-contrast):
     per epoch extract -> sparse k-reciprocal Jaccard -> DBSCAN -> cluster memory -> train."""
     with user_errors():
-        from reidkit.methods.adapt import AdaptConfig, adapt
+        from reidkit.recipes.adapt import AdaptConfig
 
-        run = run_recipe(AdaptConfig, adapt, config, overrides, out=out, out_key="output", resume=resume,
+        def run_adapt(cfg, **kw):
+            from reidkit.workflows.uda import adapt_with_source
+            return adapt_with_source(cfg, say=lambda text: console.print(text, highlight=False), **kw)
+
+        run = run_recipe(AdaptConfig, run_adapt, config, overrides, out=out, resume=resume, force=force,
                          print_config=print_config, what="adaptation")
         if run is None:
             return

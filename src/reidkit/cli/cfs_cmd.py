@@ -73,7 +73,7 @@ def run_command(
     proxy) -> scores -> subset lists. Finished steps are reused on a rerun."""
     with user_errors():
         from reidkit.config import load_config
-        from reidkit.methods.cfs import CFSConfig, run
+        from reidkit.workflows.cfs import CFSConfig, run
 
         cfg = load_config(CFSConfig, config, list(overrides or []))
         out = run(cfg, config_dir=config.parent)

@@ -9,8 +9,12 @@ from typing import Callable, Iterator
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+from reidkit.utils.io import DiskFullError
+
+# soft_wrap: a printed line is never broken at the console width (errors, paths and log lines
+# stay whole in a log file or a pipe, where rich would otherwise wrap at 80 columns).
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -18,7 +22,7 @@ def user_errors() -> Iterator[None]:
     """Show reidkit's own input errors (ValueError subclasses, missing files) without a traceback."""
     try:
         yield
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError, DiskFullError) as e:
         if "--debug" in sys.argv:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
@@ -27,23 +31,31 @@ def user_errors() -> Iterator[None]:
 
 
 def run_recipe(config_cls: type, run: Callable[..., Path], recipe: Path, overrides: list[str] | None, *,
-               out: Path | None, out_key: str, resume: bool, print_config: bool, what: str) -> Path | None:
+               out: Path | None, out_key: str = "output", resume: bool, print_config: bool, what: str,
+               force: bool = False) -> Path | None:
     """What ``train``, ``pretrain`` and ``adapt`` share: resolve the recipe YAML with its ``key=value``
     overrides (``--out`` sets ``out_key``), then either print the resolved config (``--print-config``,
-    returns None) or call ``run(cfg, resume=resume)`` and return the run folder. A NaN/inf loss ends
+    returns None) or check the recipe's paths and call ``run(cfg, resume=resume[, force=True])`` and return the
+    run folder. ``config_cls`` should come from ``reidkit.recipes`` and ``run`` import its method lazily, so
+    that every recipe error shows before torch is imported. A NaN/inf loss ends
     the command with exit code 3 and ``"{what} stopped: ..."``."""
     import yaml
 
     from reidkit.config import load_config, to_dict
-    from reidkit.utils.checkpoint import NonFiniteLossError
 
     extra = list(overrides or []) + ([f"{out_key}={out}"] if out is not None else [])
     cfg = load_config(config_cls, recipe, extra)
     if print_config:
         console.print(yaml.safe_dump(to_dict(cfg), sort_keys=False), highlight=False, markup=False)
         return None
+    if hasattr(cfg, "check_paths"):  # still before torch is imported: a wrong path fails in a second
+        cfg.check_paths()
     try:
-        return run(cfg, resume=resume)
-    except NonFiniteLossError as e:
+        return run(cfg, resume=resume, force=True) if force else run(cfg, resume=resume)
+    except RuntimeError as e:
+        from reidkit.utils.checkpoint import NonFiniteLossError  # imported here: it needs torch
+
+        if not isinstance(e, NonFiniteLossError):
+            raise
         err_console.print(f"[bold red]{what} stopped:[/] {e}", highlight=False)
         raise typer.Exit(code=3) from None

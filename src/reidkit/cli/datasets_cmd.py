@@ -132,6 +132,12 @@ def formats() -> None:
                              if p.kind == p.KEYWORD_ONLY and p.name != "strict")
             table.add_row(name, opts or "-", info.description)
         console.print(table)
+        console.print(SPLITS_HELP, highlight=False)
+
+
+SPLITS_HELP = ("splits: train, query, gallery. A csv manifest's optional 4th column 'split' takes one of "
+               "these (empty: train); a folder dataset may hold train/, query/ and gallery/ sub-folders; "
+               "`reidkit extract --split` and `reidkit index build --split` pick one.")
 
 
 def register(app: typer.Typer) -> None:

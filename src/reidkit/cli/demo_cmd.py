@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from reidkit.cli.common import user_errors
+from reidkit.cli.common import console, user_errors
 
 
 def demo(
@@ -24,11 +24,31 @@ def demo(
     """Generate the synthetic benchmark, train a small ViT (ICS stem), evaluate it next to a
     colour-histogram baseline, and write an HTML report. A re-run reuses finished steps."""
     with user_errors():
-        from reidkit.demo import DemoConfig, run_demo
+        from reidkit.cli.synth_cmd import print_synth_stats
+        from reidkit.workflows.demo import DemoConfig, run_demo
 
-        run_demo(DemoConfig(out=str(out), seed=seed, fast=fast, ssl=ssl, adapt=adapt, epochs=epochs,
-                            train_recipe=str(recipe) if recipe else None, workers=workers,
-                            train_overrides=list(overrides or [])))
+        result = run_demo(DemoConfig(out=str(out), seed=seed, fast=fast, ssl=ssl, adapt=adapt, epochs=epochs,
+                                     train_recipe=str(recipe) if recipe else None, workers=workers,
+                                     train_overrides=list(overrides or [])),
+                          say=lambda text: console.print(text, highlight=False), show_synth=print_synth_stats)
+        print_results(result.rows, result.notes, result.report, result.seconds)
+
+
+def print_results(rows: list[dict], notes: list[str], report: Path, seconds: dict[str, float]) -> None:
+    """The demo's results table, its notes, timings and the report path."""
+    from rich.table import Table
+
+    table = Table(title="results on the synthetic benchmark (percent)")
+    table.add_column("model")
+    for k in ("mAP", "R1", "R5", "R10", "mINP"):
+        table.add_column(k, justify="right")
+    for r in rows:
+        table.add_row(r["model"], *(f"{r[k]:.1f}" if k in r else "-" for k in ("mAP", "R1", "R5", "R10", "mINP")))
+    console.print(table)
+    for n in notes:
+        console.print(f"note: {n}", highlight=False)
+    console.print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), highlight=False)
+    console.print(f"report: [bold]{report}[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -75,14 +75,24 @@ def eval_command(
     cuhk03_repeats: int = typer.Option(10, help="Random single-shot draws of the cuhk03 protocol."),
     seed: int = typer.Option(0, help="Seed of the cuhk03 draws."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report (CMC curve, "
+                                          "ranked lists when the files carry image paths) into this folder."),
 ) -> None:
     """Evaluate QUERY against GALLERY: CMC, mAP, mINP (and TPR@FPR), with optional re-ranking."""
     with user_errors():
+        for name, path in (("query", query_features), ("gallery", gallery_features)):
+            if not path.is_file():  # before numpy/torch are imported
+                raise FileNotFoundError(f"{path}: {name} feature file not found")
+        if report is not None and report.exists() and not report.is_dir():
+            raise FileNotFoundError(f"--report {report}: exists and is not a folder")
         from reidkit.evaluation.featurefile import load_features
         from reidkit.evaluation.metrics import DEFAULT_FPRS, evaluate
         from reidkit.evaluation.rerank import apply_rerank
 
         query, gallery = load_features(query_features), load_features(gallery_features)
+        advice = _unlabelled_advice(query, gallery, query_features, gallery_features)
+        if advice:
+            raise ValueError(advice)
         proto = resolve_protocol(protocol.value, query, gallery)
         params = rerank_params(rerank.value, k1, k2, lam, beta1, beta2, scale, rounds, gcr_mode, pvg,
                                pvg_lambda, qe_k, qe_alpha, qe_times)
@@ -93,6 +103,13 @@ def eval_command(
                        max_rank=max_rank, tpr_fprs=DEFAULT_FPRS if tpr else None,
                        cuhk03_repeats=cuhk03_repeats, seed=seed)
         seconds = time.perf_counter() - start
+        page = None
+        if report is not None:
+            from reidkit.report.run_report import write_eval_report
+
+            page = write_eval_report(report, query, gallery, qpath=query_features, gpath=gallery_features,
+                                     metric=metric.value, protocol=proto, distmat=distmat,
+                                     label=f"{query_features.stem}" + (f" + {rerank.value}" if rerank.value != "none" else ""))
         if as_json:
             out = {"mAP": res["mAP"], "mINP": res["mINP"], "cmc": [float(c) for c in res["cmc"]],
                    "num_valid_queries": res["num_valid_queries"],
@@ -101,10 +118,15 @@ def eval_command(
                    "seconds": round(seconds, 4)}
             if tpr:
                 out["tpr@fpr"] = {f"{f:g}": v for f, v in res["tpr@fpr"].items()}
+            if page is not None:
+                out["report"] = str(page)
             typer.echo(json.dumps(out))
             return
         _print_table(res, query_features, gallery_features, proto, metric.value, rerank.value, params,
                      rerank_s, seconds, len(query), len(gallery))
+        _warn_unmatched(res, query, gallery, query_features, gallery_features, proto)
+        if page is not None:
+            console.print(f"report: [bold]{page}[/]", highlight=False)
 
 
 def _print_table(res, qpath, gpath, proto, metric, rerank, params, rerank_s, seconds, n_q, n_g) -> None:
@@ -126,9 +148,32 @@ def _print_table(res, qpath, gpath, proto, metric, rerank, params, rerank_s, sec
     if "tpr@fpr" in res:
         console.print("TPR@FPR: " + ", ".join(f"{f:g}: {100 * v:.2f}%" for f, v in res["tpr@fpr"].items()),
                       highlight=False)
-    if res["num_skipped_queries"] and res["num_valid_queries"] < res["num_skipped_queries"]:
-        err_console.print("[yellow]warning:[/] most queries have no valid gallery match; check the camera "
-                          "ids or use --protocol no-camera")
+
+
+def _unlabelled_advice(query, gallery, qpath, gpath) -> str | None:
+    """What to do when a feature file has no identity labels at all (metrics need them)."""
+    unlabelled = [str(p) for p, fs in ((qpath, query), (gpath, gallery)) if len(fs) and (fs.pids < 0).all()]
+    if not unlabelled:
+        return None
+    return (f"{' and '.join(unlabelled)} carry no identity labels (every pid is -1), so nothing can be scored "
+            "under any protocol; extract labelled features from a dataset split (reidkit extract --data ROOT "
+            "--format F --split query|gallery) instead of a plain image folder (--images)")
+
+
+def _warn_unmatched(res, query, gallery, qpath, gpath, proto) -> None:
+    """When most queries have no valid match, say why and what to do, for the protocol in use."""
+    if not res["num_skipped_queries"] or res["num_valid_queries"] >= res["num_skipped_queries"]:
+        return
+    advice = _unlabelled_advice(query, gallery, qpath, gpath)
+    if advice:
+        pass
+    elif proto == "no-camera":
+        advice = ("most queries have no gallery image of their identity; check that the query and gallery "
+                  "files come from the same dataset (same pids)")
+    else:
+        advice = (f"most queries have no gallery match from another camera under the {proto} protocol; "
+                  "check the camera ids, or use --protocol no-camera when they are unknown")
+    err_console.print(f"[yellow]warning:[/] {advice}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,8 +23,18 @@ SOURCE_HELP = ("a feature file (.safetensors/.npz from `reidkit extract`), or wi
 def _gallery(source: Path, model: Optional[Path], dataset: Optional[str], split: str, batch_size: int,
              index=None):
     """(features, pids, camids, paths, default roots, model info) from a feature file or images."""
+    from reidkit.retrieval.index import IndexFileError
+
+    FEATURE_SUFFIXES = (".safetensors", ".npz")
+    # Wrong sources are refused here, before torch and the model are loaded.
+    if not source.exists():
+        raise IndexFileError(f"{source}: not found")
+    if source.is_file() and source.suffix.lower() == ".csv" and not dataset:
+        raise IndexFileError(f"{source}: is a CSV manifest; index its images with --dataset csv "
+                             f"(--split {split} picks the rows), or pass a feature file from `reidkit extract`")
+    if model is not None and not model.is_file():
+        raise IndexFileError(f"--model {model}: file not found")
     from reidkit.retrieval.encoder import encode_gallery
-    from reidkit.retrieval.search import FEATURE_SUFFIXES
 
     if source.is_file() and source.suffix in FEATURE_SUFFIXES:
         if dataset:
@@ -136,7 +146,7 @@ def serve_cmd(index: Path = typer.Argument(..., help="index folder"),
               host: str = typer.Option("127.0.0.1", help="address to listen on"),
               port: int = typer.Option(8000, help="TCP port"),
               token: Optional[str] = typer.Option(None, envvar="REIDKIT_TOKEN",
-                                                  help="require this token (Bearer header or ?token=) on every route"),
+                                                  help="require this token on every route (Bearer header, or a cookie set by opening /?token=...)"),
               max_upload_mb: float = typer.Option(10.0, help="largest accepted upload, MiB")) -> None:
     """Serve the web UI: pick or upload a query image, see the ranked gallery."""
     with user_errors():
@@ -147,8 +157,9 @@ def serve_cmd(index: Path = typer.Argument(..., help="index folder"),
         if host not in ("127.0.0.1", "localhost", "::1") and not token:
             err_console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach "
                               "this port can search the gallery and view its images")
-        url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
-        console.print(f"open {url}")
+        url = f"http://{host}:{port}/"
+        console.print(f"open {url}" + ("?token=<your token> once (the value of --token / REIDKIT_TOKEN; "
+                                       "the page then keeps it in a cookie)" if token else ""), highlight=False)
         serve(index, model, host, port, token, UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024)))
 
 

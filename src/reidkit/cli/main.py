@@ -11,7 +11,7 @@ import typer
 app = typer.Typer(
     name="reidkit",
     help="Person re-identification with vision transformers: synth, datasets, pretrain, cfs, "
-         "train, adapt, extract, eval, index, search, serve, export.",
+         "train, adapt, extract, eval, report, index, search, serve, export.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,9 +26,12 @@ COMMAND_MODULES = [
     "cfs_cmd",
     "train_cmd",
     "adapt_cmd",
+    "distill_cmd",
     "models_cmd",
     "eval_cmd",
+    "video_cmd",
     "index_cmd",
+    "report_cmd",
     "demo_cmd",
 ]
 

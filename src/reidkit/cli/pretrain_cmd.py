@@ -13,15 +13,16 @@ def pretrain_command(
     config: Path = typer.Argument(..., help="Recipe YAML, e.g. configs/pretrain/lup_vit_small_ics_cfs.yaml."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. data.root=data/LUP "
                                                              "solver.epochs=20 precision=bf16"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output_dir`)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output`)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
 ) -> None:
     """Pre-training: `method: dino` (default; TransReID-SSL) or `coke` on unlabelled person images,
     `method: look` on a labelled source dataset.
     Multi-GPU: `torchrun --nproc_per_node=8 -m reidkit.cli.main pretrain ...`."""
     with user_errors():
-        from reidkit.methods.pretrain_loop import recipe_method
+        from reidkit.recipes.pretrain import PretrainConfig, recipe_method
 
         method = recipe_method(config, overrides)  # `method: dino | coke | look` (default dino)
         if method == "coke":
@@ -29,10 +30,12 @@ def pretrain_command(
         elif method == "look":
             from reidkit.methods.pretrain_look import LOOKConfig as PretrainConfig, pretrain_look as pretrain
         else:
-            from reidkit.methods.pretrain_dino import PretrainConfig, pretrain
+            def pretrain(cfg, **kw):
+                from reidkit.methods.pretrain_dino import pretrain
+                return pretrain(cfg, **kw)
 
-        run = run_recipe(PretrainConfig, pretrain, config, overrides, out=out, out_key="output_dir", resume=resume,
-                         print_config=print_config, what="pre-training")
+        run = run_recipe(PretrainConfig, pretrain, config, overrides, out=out, out_key="output", resume=resume,
+                         force=force, print_config=print_config, what="pre-training")
         if run is None:
             return
         console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt; last.safetensors = the "

@@ -31,8 +31,10 @@ def synth(
     workers: int = typer.Option(1, "--workers", help="Rendering processes (files do not depend on it)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier benchmark in OUT."),
     tracklets: bool = typer.Option(False, "--tracklets",
-                                   help="Write walking sequences (tracklets) per identity and camera in the "
-                                        "DukeMTMC-VideoReID layout; read them with --format duke-video."),
+                                   help="Write walking sequences (tracklets) per identity and camera of one "
+                                        "city in the DukeMTMC-VideoReID layout; read them with --format "
+                                        "duke-video. --domains, --images-per-camera, --junk, --pool-size and "
+                                        "--relevant-ratio do not apply."),
     tracklets_per_camera: float = typer.Option(1.3, "--tracklets-per-camera",
                                                help="--tracklets: mean tracklets of an id per camera."),
     min_frames: int = typer.Option(8, "--min-frames", help="--tracklets: shortest tracklet, in frames."),

@@ -12,18 +12,23 @@ from reidkit.cli.common import console, run_recipe, user_errors
 def train_command(
     config: Path = typer.Argument(..., help="Recipe YAML, e.g. configs/finetune/market_vit_small_ics.yaml."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. data.root=data/market "
-                                                             "solver.lr=8e-4 solver.amp=bf16"),
+                                                             "solver.lr=8e-4 precision=bf16"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output`)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
 ) -> None:
     """Fine-tune a ReID model (TransReID-SSL recipe by default). Multi-GPU: `torchrun --nproc_per_node=4
     -m reidkit.cli.main train ...`."""
     with user_errors():
-        from reidkit.methods.finetune import FinetuneConfig, train
+        from reidkit.recipes.finetune import FinetuneConfig
+
+        def train(cfg, **kw):
+            from reidkit.methods.finetune import train
+            return train(cfg, **kw)
 
         run = run_recipe(FinetuneConfig, train, config, overrides, out=out, out_key="output", resume=resume,
-                         print_config=print_config, what="training")
+                         force=force, print_config=print_config, what="training")
         if run is None:
             return
         console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt, best/last.safetensors)")

@@ -270,7 +270,7 @@ def read_encoded(path: str) -> tuple[torch.Tensor | None, np.ndarray | None, str
     if is_plain_jpeg(data):
         return torch.frombuffer(bytearray(data), dtype=torch.uint8), None, None
     try:
-        return None, np.asarray(load_rgb(path), dtype=np.uint8), None
+        return None, np.array(load_rgb(path), dtype=np.uint8), None
     except ImageError as e:
         return None, None, str(e)
 

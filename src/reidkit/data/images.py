@@ -9,6 +9,8 @@ path and the problem) for the rest; it never pads a truncated file silently.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,8 +31,37 @@ NEUTRAL_BACKGROUND = (128, 128, 128)
 _EXTENSION_TUPLE = tuple(sorted(IMAGE_EXTENSIONS))
 
 
+# Largest image decoded for training or extraction: 2**26 = 67 Mpx (an 8K frame is 33 Mpx; a person
+# crop is ~0.03 Mpx). Pillow alone only warns between 89 and 179 Mpx, so a 144-Mpx PNG would be
+# decoded (~430 MB) with nothing but its raw warning; the web upload path has its own, stricter limit.
+MAX_PIXELS = 1 << 26
+
+# Our limit is checked on the header right after Image.open, so Pillow's warning adds nothing.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+_WORKER_HEADER = re.compile(r"^Caught \w+ in (DataLoader worker process \d+)\.")
+
+
 class ImageError(DatasetError):
-    """An image file that cannot be decoded (missing, corrupt, truncated, not an image)."""
+    """An image file that cannot be decoded (missing, corrupt, truncated, not an image).
+
+    When a DataLoader worker raises it, torch re-raises ``ImageError(<the worker's whole
+    traceback>)`` in the main process; that text is cut back to the original one-line message
+    (``"<path>: <problem> (in DataLoader worker process N)"``), so ``data.on_error=raise`` shows
+    one line, not a traceback.
+    """
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(_from_worker(message) if isinstance(message, str) else message, *args)
+
+
+def _from_worker(message: str) -> str:
+    head = _WORKER_HEADER.match(message)
+    if head is None or "Traceback" not in message:
+        return message
+    last = [ln for ln in message.strip().splitlines() if ln.strip()][-1]
+    original = last.split("ImageError: ", 1)[1] if "ImageError: " in last else last
+    return f"{original} (in {head.group(1)})"
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -53,7 +84,11 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     try:
         # (No warnings.catch_warnings here: it is not thread-safe, and verify_images uses threads.)
         with open(path, "rb") as f:
-            img = Image.open(f)
+            img = Image.open(f)  # reads the header only
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"{path}: refused, {w}x{h} pixels ({w * h / 1e6:.0f} Mpx) exceeds the limit "
+                                 f"of {MAX_PIXELS / 1e6:.0f} Mpx (a possible decompression bomb); resize it")
             img.load()  # force the full decode inside the try: truncation shows up here
             if ImageFile.LOAD_TRUNCATED_IMAGES and img.format == "JPEG":
                 # Another library switched Pillow to pad truncated files silently; check the end marker.

@@ -6,8 +6,8 @@ A feature file holds one split's embeddings and labels:
   * ``camids``   (N,)   int64   (-1 where unknown)
   * ``paths``    optional list of N strings (image paths)
 
-Stored as ``.safetensors`` (paths as JSON in the metadata) or ``.npz`` (paths as a string
-array; loaded without pickle). ``reidkit eval``, re-ranking and the gallery index read it.
+Stored as ``.safetensors`` (paths and ``meta`` as JSON in the metadata) or ``.npz`` (paths as a
+string array, ``meta`` as a JSON string; loaded without pickle). ``reidkit eval``, re-ranking and the gallery index read it.
 """
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ def save_features(fs: FeatureSet, path: str | Path) -> Path:
         arrays = {"features": fs.features, "pids": fs.pids, "camids": fs.camids}
         if fs.paths is not None:
             arrays["paths"] = np.asarray(fs.paths, dtype=np.str_)
+        if fs.meta:
+            arrays["meta"] = np.asarray(json.dumps(fs.meta), dtype=np.str_)
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
@@ -90,7 +92,7 @@ def load_features(path: str | Path) -> FeatureSet:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
             paths = [str(p) for p in arrays.pop("paths")] if "paths" in arrays else None
-            extra = {}
+            extra = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
         else:
             raise FeatureFileError(f"{path}: unknown feature file suffix {path.suffix!r}; use .safetensors or .npz")
     except FeatureFileError:

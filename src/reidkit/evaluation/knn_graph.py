@@ -29,6 +29,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 KnnMethod = Literal["auto", "torch", "faiss"]
 Precision = Literal["auto", "fp32", "bf16"]
+Device = Literal["auto", "cpu", "cuda"]
 
 _U_BF16 = 2.0 ** -8  # unit round-off of bfloat16 (8 significant bits)
 
@@ -63,6 +64,41 @@ def check_features(features) -> np.ndarray:
     return x
 
 
+def resolve_device(device: "str | torch.device | None") -> torch.device:
+    """``"auto"``/None -> cuda when available, else cpu; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` as given.
+
+    Asking for CUDA where there is none is a clear error, not a silent fallback.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(str(device))
+        except RuntimeError:
+            raise KnnError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise KnnError(f"unsupported device {device!r}; use 'auto', 'cpu' or 'cuda'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise KnnError(f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'")
+    return dev
+
+
+class exact_fp32:
+    """Context: fp32 matrix products stay fp32 on CUDA (no TF32), so GPU results match the CPU path."""
+
+    def __enter__(self):
+        self._saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        return self
+
+    def __exit__(self, *exc):
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._saved
+        return False
+
+
 @lru_cache(maxsize=1)
 def bf16_is_fast() -> bool:
     """Whether a bf16 matrix product beats fp32 by >= 1.8x on this CPU (measured once, ~50 ms)."""
@@ -85,12 +121,53 @@ def _fp32_block(x, sq, s, e, k, want_max):
     d = torch.addmm(sq[None, :], x[s:e], x.T, beta=1.0, alpha=-2.0)
     d.add_(sq[s:e, None]).clamp_(min=0.0)
     rmax = d.amax(1) if want_max else None
-    ar = torch.arange(e - s)
+    ar = torch.arange(e - s, device=d.device)
     d[ar, ar + s] = -1.0  # self first, whatever rounding says
     v, ix = torch.topk(d.neg_(), k, dim=1)
     v = v.neg_()
     v[:, 0] = 0.0
     return ix, v, rmax
+
+
+def _merge_smallest(bv: torch.Tensor, bi: torch.Tensor, v: torch.Tensor, ix: torch.Tensor, k: int):
+    """The k smallest of two candidate lists per row, ascending: returns (values, indices)."""
+    v2, pos = torch.topk(torch.cat([bv, v], 1), k, dim=1, largest=False, sorted=True)
+    return v2, torch.gather(torch.cat([bi, ix], 1), 1, pos)
+
+
+def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 2048):
+    """:func:`knn_device` computing each pair's distance once: the distance is symmetric, so every
+    (B, B) block above the diagonal serves the top-k of its rows and (transposed) of its columns. Half
+    the N x N x D product of the plain blocked search (measured -25% time on one CPU thread at
+    N = 8,000 x 768, the merges eat the rest). Same result up to ties and fp32 rounding (~1e-7 rel)."""
+    n = x.shape[0]
+    scale = float(x.norm(dim=1).max()) or 1.0
+    xs = x.float() / scale
+    sq = (xs * xs).sum(1)
+    bv = torch.full((n, k), float("inf"), device=x.device)
+    bi = torch.full((n, k), -1, dtype=torch.int64, device=x.device)
+    rmax = torch.zeros(n, device=x.device) if want_max else None
+    with torch.no_grad():
+        for s in range(0, n, block):
+            e = min(n, s + block)
+            for t in range(s, n, block):
+                f = min(n, t + block)
+                d = torch.addmm(sq[t:f][None, :], xs[s:e], xs[t:f].T, beta=1.0, alpha=-2.0)
+                d.add_(sq[s:e, None]).clamp_(min=0.0)
+                if want_max:
+                    torch.maximum(rmax[s:e], d.amax(1), out=rmax[s:e])
+                    if t != s:
+                        torch.maximum(rmax[t:f], d.amax(0), out=rmax[t:f])
+                if t == s:
+                    d.fill_diagonal_(-1.0)  # self first, whatever rounding says
+                v, ix = torch.topk(d, min(k, f - t), dim=1, largest=False, sorted=False)
+                bv[s:e], bi[s:e] = _merge_smallest(bv[s:e], bi[s:e], v, ix + t, k)
+                if t != s:
+                    v, ix = torch.topk(d.T.contiguous(), min(k, e - s), dim=1, largest=False, sorted=False)
+                    bv[t:f], bi[t:f] = _merge_smallest(bv[t:f], bi[t:f], v, ix + s, k)
+    bv[:, 0] = 0.0
+    s2 = scale * scale
+    return bi, bv * s2, None if rmax is None else rmax * s2
 
 
 def _knn_rows_fp32(x, sq, rows: np.ndarray, k: int, block: int):
@@ -152,22 +229,14 @@ def _knn_torch(x_np: np.ndarray, k: int, block: int, want_max: bool, use_bf16: b
                margin: int = 40) -> tuple[KnnGraph, int]:
     """Returns the graph and the number of rows that needed the fp32 fallback."""
     n = x_np.shape[0]
+    if not use_bf16:
+        idx, dist, rmax = knn_symmetric(torch.from_numpy(x_np), k, want_max, max(block, 2048))
+        return KnnGraph(idx.numpy(), dist.numpy(), None if rmax is None else rmax.numpy()), 0
     # scale so the largest norm is 1: ranking is unchanged and the bf16 error bound stays small
     scale = float(np.sqrt(np.einsum("nd,nd->n", x_np, x_np).max())) or 1.0
     x = torch.from_numpy(x_np) / scale
     sq = (x * x).sum(1)
     row_max = np.empty(n, dtype=np.float32) if want_max else None
-    if not use_bf16:
-        idx = np.empty((n, k), dtype=np.int64)
-        dist = np.empty((n, k), dtype=np.float32)
-        with torch.no_grad():
-            for s in range(0, n, block):
-                e = min(n, s + block)
-                ix, v, rmax = _fp32_block(x, sq, s, e, k, want_max)
-                idx[s:e], dist[s:e] = ix.numpy(), v.numpy()
-                if want_max:
-                    row_max[s:e] = rmax.numpy()
-        return _unscale(KnnGraph(idx, dist, row_max), scale), 0
 
     kk = min(n, k + margin)
     a16, b16, ea, eb, na, b_norm, nb16 = _bf16_operands(x, sq)
@@ -289,19 +358,50 @@ def row_max_sq_distance(features, rows=None, block: int = 2048) -> np.ndarray:
     return out
 
 
+def knn_device(x: torch.Tensor, k: int, want_max: bool = False, block: int = 4096):
+    """Exact fp32 kNN (squared Euclidean, self first) of ``x`` (N, D) on its own device, blocked:
+    O(block * N) workspace. Returns torch ``(indices (N, k) int64, sqdist (N, k) fp32, row_max or None)``
+    on that device. The device path of :func:`knn_graph` (and of the torch k-reciprocal kernel)."""
+    n = x.shape[0]
+    x = x.float()
+    scale = float(x.norm(dim=1).max()) or 1.0  # as on CPU: the largest norm is 1
+    xs = x / scale
+    sq = (xs * xs).sum(1)
+    idx = torch.empty(n, k, dtype=torch.int64, device=x.device)
+    dist = torch.empty(n, k, device=x.device)
+    row_max = torch.empty(n, device=x.device) if want_max else None
+    with torch.no_grad(), exact_fp32():
+        for s in range(0, n, block):
+            e = min(n, s + block)
+            ix, v, rmax = _fp32_block(xs, sq, s, e, k, want_max)
+            idx[s:e], dist[s:e] = ix, v
+            if want_max:
+                row_max[s:e] = rmax
+    s2 = scale * scale
+    return idx, dist * s2, None if row_max is None else row_max * s2
+
+
 def knn_graph(features, k: int, method: KnnMethod = "auto", precision: Precision = "auto",
-              block: int = 1024, want_row_max: bool = False, margin: int = 40) -> KnnGraph:
+              block: int = 1024, want_row_max: bool = False, margin: int = 40,
+              device: Device | str = "cpu") -> KnnGraph:
     """Exact k nearest neighbours (squared Euclidean) of every row of ``features`` (N, D), self first.
 
     ``method``: ``"torch"`` (blocked product + top-k, O(block * N) workspace), ``"faiss"``
     (IndexFlatL2) or ``"auto"`` (torch, the faster on CPU). ``precision`` (torch only): ``"fp32"``,
     ``"bf16"`` (certified bf16 shortlist, see the module docstring) or ``"auto"`` (bf16 where the CPU
     runs it fast). All give the fp32 answer. ``margin``: extra bf16 candidates per row.
+    ``device``: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (cuda when available): on CUDA the
+    blocked fp32 product runs there (``method``/``precision`` are ignored) and the graph comes back
+    as numpy; it equals the CPU graph up to ties.
     """
     x = check_features(features)
     n = x.shape[0]
     if not 1 <= k <= n:
         raise KnnError(f"k={k} must be between 1 and the number of samples N={n}")
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        idx, dist, rmax = knn_device(torch.from_numpy(x).to(dev), k, want_row_max)
+        return KnnGraph(idx.cpu().numpy(), dist.cpu().numpy(), None if rmax is None else rmax.cpu().numpy())
     if method == "faiss":
         g = _knn_faiss(x, k)
         return KnnGraph(g.indices, g.sqdist, row_max_sq_distance(x) if want_row_max else None)

@@ -89,7 +89,7 @@ def profile_vectors(x: torch.Tensor, camids: torch.Tensor, stats_from: torch.Ten
     x64 = x.double()
     if tracklets is not None:
         uniq, inv = torch.unique(tracklets, return_inverse=True)
-        sums = torch.zeros(len(uniq), x.shape[1], dtype=torch.float64).index_add_(0, inv, x64)
+        sums = torch.zeros(len(uniq), x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, inv, x64)
         cnt = torch.bincount(inv, minlength=len(uniq)).double()[:, None]
         x64 = (sums / cnt)[inv]
     d = x.shape[1]
@@ -97,13 +97,13 @@ def profile_vectors(x: torch.Tensor, camids: torch.Tensor, stats_from: torch.Ten
     def stats(rows: torch.Tensor):
         xc = x64[rows]
         n = max(len(xc), 1)
-        p = torch.linalg.inv(xc.T @ xc + n * lam * torch.eye(d, dtype=torch.float64))
-        return xc.mean(0) if len(xc) else torch.zeros(d, dtype=torch.float64), p
+        p = torch.linalg.inv(xc.T @ xc + n * lam * torch.eye(d, dtype=torch.float64, device=x.device))
+        return xc.mean(0) if len(xc) else torch.zeros(d, dtype=torch.float64, device=x.device), p
 
     out = torch.empty_like(x64)
     mu_all, p_all = stats(stats_from.nonzero().squeeze(1))
     cams = torch.unique(camids) if statistics == "intra_camera" else torch.tensor([])
-    done = torch.zeros(len(x), dtype=torch.bool)
+    done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for c in cams.tolist():
         members = camids == c
         src = (members & stats_from).nonzero().squeeze(1)
@@ -121,8 +121,8 @@ def profile_vectors(x: torch.Tensor, camids: torch.Tensor, stats_from: torch.Ten
 # graphs
 
 
-def _use_bf16(precision: str, n: int) -> bool:
-    if precision == "fp32":
+def _use_bf16(precision: str, n: int, device: torch.device | None = None) -> bool:
+    if precision == "fp32" or (precision == "auto" and device is not None and device.type != "cpu"):
         return False
     if precision == "bf16":
         return True
@@ -144,25 +144,26 @@ def knn_graphs(x: torch.Tensor, camids: torch.Tensor, k1: int, k2: int, *, cross
     """
     n = len(x)
     k1, k2 = min(k1, n), min(k2, n)
-    bf16 = _use_bf16(precision, n)
+    dev = x.device
+    bf16 = _use_bf16(precision, n, dev)
     perm = torch.argsort(camids, stable=True)
     xs, cs = x[perm], camids[perm]
     xb = xs.bfloat16() if bf16 else xs
     m1 = min(n, k1 + margin) if bf16 else k1
     m2 = min(n, k2 + margin) if bf16 else k2
-    idx1 = torch.empty(n, k1, dtype=torch.int64)
-    aff1 = torch.empty(n, k1)
-    idx2 = torch.empty(n, k2, dtype=torch.int64) if cross_camera else None
-    aff2 = torch.empty(n, k2) if cross_camera else None
+    idx1 = torch.empty(n, k1, dtype=torch.int64, device=dev)
+    aff1 = torch.empty(n, k1, device=dev)
+    idx2 = torch.empty(n, k2, dtype=torch.int64, device=dev) if cross_camera else None
+    aff2 = torch.empty(n, k2, device=dev) if cross_camera else None
     cams, counts = torch.unique_consecutive(cs, return_counts=True)
-    bounds = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).tolist()
+    bounds = [0] + counts.cumsum(0).tolist()
     # the cross-camera graph is read off the global shortlist when that holds enough cross-camera
     # entries (the same shortlist a masked pass would make); only the other rows pay a second top-k
     need = (k2 - 1) + (m2 - k2)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         for s in range(lo, hi, block):
             e = min(hi, s + block)
-            rows = torch.arange(s, e)
+            rows = torch.arange(s, e, device=dev)
             a = xb[s:e] @ xb.T  # (B, N) affinities, the only O(N) work per row
             a[rows - s, rows] = 3.0  # self first, whatever the rounding says
             short, aff = _shortlist(xs, rows, a, m1)
@@ -178,7 +179,7 @@ def knn_graphs(x: torch.Tensor, camids: torch.Tensor, k1: int, k2: int, *, cross
             if len(bad):
                 sub = a[bad]
                 sub[:, lo:hi] = -3.0  # the block's own camera
-                sub[torch.arange(len(bad)), rows[bad]] = 3.0
+                sub[torch.arange(len(bad), device=dev), rows[bad]] = 3.0
                 i2[bad], a2[bad] = _top(*_shortlist(xs, rows[bad], sub, m2), k2)
             idx2[s:e], aff2[s:e] = i2, a2
     # back to the caller's order: row perm[i] of the result is row i here, columns map through perm
@@ -237,6 +238,24 @@ def propagation(idx: torch.Tensor, aff: torch.Tensor, beta: float, sym: bool):
     return (sp.diags(inv_r) @ wm @ sp.diags(inv_c)).astype(np.float32).tocsr()
 
 
+def propagate_torch(idx: torch.Tensor, aff: torch.Tensor, beta: float, sym: bool, x: torch.Tensor) -> torch.Tensor:
+    """L @ x with L as in :func:`propagation`, in torch on ``x``'s device (a sparse COO product)."""
+    n, k = idx.shape
+    a = aff.double()
+    w = torch.where(a <= -2.0, torch.zeros((), dtype=a.dtype, device=a.device), torch.exp((a - 1.0) / beta))
+    rows = torch.arange(n, device=idx.device).repeat_interleave(k)
+    rows, cols, w = rows, idx.reshape(-1), w.reshape(-1)
+    if sym:
+        rows, cols, w = torch.cat([rows, cols]), torch.cat([cols, rows]), torch.cat([w, w]) * 0.5
+    wm = torch.sparse_coo_tensor(torch.stack([rows, cols]), w, (n, n), check_invariants=False)
+    wm = wm.coalesce()  # sums duplicates
+    (r, c), w = wm.indices(), wm.values()
+    dr = torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, r, w)
+    dc = torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, c, w)
+    lw = (w * dr.clamp(min=1e-300).rsqrt()[r] * dc.clamp(min=1e-300).rsqrt()[c]).float()
+    return torch.sparse.mm(torch.sparse_coo_tensor(torch.stack([r, c]), lw, (n, n), check_invariants=False), x)
+
+
 def _localk_round(x: torch.Tensor, idx1, aff1, idx2, aff2, cfg: GCRConfig) -> torch.Tensor:
     """Decentralised GCR: each node's own row of a symmetric-normalised kernel over its neighbours."""
 
@@ -260,13 +279,18 @@ def _localk_round(x: torch.Tensor, idx1, aff1, idx2, aff2, cfg: GCRConfig) -> to
 
 
 def gcr(query: np.ndarray, gallery: np.ndarray, q_camids=None, g_camids=None, cfg: GCRConfig | str | None = None,
-        *, tracklets: np.ndarray | None = None, **overrides) -> tuple[np.ndarray, np.ndarray]:
+        *, tracklets: np.ndarray | None = None, device: str = "auto", **overrides) -> tuple[np.ndarray, np.ndarray]:
     """GCR-refined ``(query', gallery')`` features, float32, L2-normalised.
 
     ``q_camids``/``g_camids`` (N,) int (-1 or None: unknown -> global graph only). ``tracklets``
     (N_q + N_g,) int groups samples into tracklets for PVG. ``cfg`` is a ``GCRConfig`` or a preset
-    name ('market', 'duke', 'mars'); keyword overrides change its fields.
+    name ('market', 'duke', 'mars'); keyword overrides change its fields. ``device``: ``"cpu"``,
+    ``"cuda"`` or ``"auto"`` (cuda when available); on CUDA every stage runs there in torch (graphs in
+    fp32, propagation as a sparse product) and the result equals the CPU path within float rounding.
     """
+    from reidkit.evaluation.knn_graph import exact_fp32, resolve_device
+
+    dev = resolve_device(device)
     if isinstance(cfg, str):
         if cfg not in GCR_PRESETS:
             raise GCRError(f"unknown GCR preset {cfg!r}; expected one of {', '.join(GCR_PRESETS)}")
@@ -292,10 +316,11 @@ def gcr(query: np.ndarray, gallery: np.ndarray, q_camids=None, g_camids=None, cf
     x = normalize(torch.cat([q, g]))
     if not torch.isfinite(x).all():
         raise GCRError("features contain NaN or Inf")
-    with torch.no_grad():
+    x, cams = x.to(dev), cams.to(dev)
+    with torch.no_grad(), exact_fp32():
         if cfg.pvg:
-            stats_from = torch.arange(len(x)) >= n_q
-            trk = None if tracklets is None else torch.as_tensor(np.asarray(tracklets)).long()
+            stats_from = torch.arange(len(x), device=dev) >= n_q
+            trk = None if tracklets is None else torch.as_tensor(np.asarray(tracklets)).long().to(dev)
             with one_thread():  # seven 384 x 384 inverses: threads only add contention
                 x = profile_vectors(x, cams, stats_from, cfg.pvg_lambda, cfg.statistics if known else "all", trk)
         for _ in range(cfg.rounds):
@@ -304,9 +329,15 @@ def gcr(query: np.ndarray, gallery: np.ndarray, q_camids=None, g_camids=None, cf
             if cfg.mode == "localk":
                 x = _localk_round(x, idx1, aff1, idx2, aff2, cfg)
                 continue
+            if dev.type != "cpu":
+                new = (1 - scale) * propagate_torch(idx1, aff1, cfg.beta1, cfg.mode == "sym", x)
+                if scale > 0:
+                    new = new + scale * propagate_torch(idx2, aff2, cfg.beta2, cfg.mode == "sym", x)
+                x = normalize(new)
+                continue
             xn = x.numpy()
             new = (1 - scale) * (propagation(idx1, aff1, cfg.beta1, cfg.mode == "sym") @ xn)
             if scale > 0:
                 new = new + scale * (propagation(idx2, aff2, cfg.beta2, cfg.mode == "sym") @ xn)
             x = normalize(torch.from_numpy(np.ascontiguousarray(new, dtype=np.float32)))
-    return x[:n_q].numpy(), x[n_q:].numpy()
+    return x[:n_q].cpu().numpy(), x[n_q:].cpu().numpy()

@@ -1,4 +1,6 @@
-"""DINO self-supervised pre-training of a reidkit ViT on unlabelled person images (TransReID-SSL §4).
+"""DINO self-supervised pre-training of a reidkit ViT on unlabelled person images (Caron et al. 2021,
+"Emerging properties in self-supervised vision transformers"; the person re-ID recipe of TransReID-SSL,
+He et al. 2021, §3.1 and Table 1).
 
 The story, top to bottom:
 
@@ -10,108 +12,43 @@ The story, top to bottom:
    student and only sees the 2 global views;
 4. schedules as per-iteration arrays computed up front (lr, weight decay, teacher momentum);
 5. ``train_one_epoch``: loss, fp16/bf16, per-parameter clipping, last layer frozen in epoch 0,
-   EMA update; checkpoints ``last.pt`` (atomic, resumable mid-epoch) and ``last.safetensors``
-   (the teacher backbone as a reidkit model, ready for ``reidkit train``);
+   EMA update; ``pretrain`` around it: checkpoints ``last.pt`` (atomic, resumable mid-epoch) and
+   ``last.safetensors`` (the teacher backbone as a reidkit model, ready for ``reidkit train``);
 6. ``export_backbone``: our checkpoint or the official DINO layout -> a reidkit model file.
 
 ``pretrain(cfg, resume=False) -> run folder``. DDP: launch with ``torchrun``; each rank takes its
-shard of the deterministic per-epoch permutation.
+shard of the deterministic per-epoch permutation. Device, precision, run folder and checkpoints come
+from the engine (``reidkit.engine``).
 """
 from __future__ import annotations
 
-import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from reidkit.config import to_dict
-from reidkit.data.multicrop import MultiCrop, MultiCropConfig
+from reidkit.data.multicrop import MultiCrop
+from reidkit.engine.distributed import barrier, gather_objects, mean_over_ranks, wrap_ddp
+from reidkit.engine.precision import autocast, maybe_compile, to_device
+from reidkit.engine.run import Run, start
 from reidkit.losses.dino import DINOLoss
 from reidkit.methods.optim import cosine_iter_schedule
-from reidkit.methods.training_run import open_run_folder
 from reidkit.models.dino_head import DINOHead
-from reidkit.utils.checkpoint import CheckpointError, check_finite, load_state, rng_state, save_state, set_rng_state
+from reidkit.recipes.pretrain import (PretrainConfig, PretrainData, PretrainError, PretrainHead,  # noqa: F401
+                                      PretrainLoss, PretrainModel, PretrainSolver)  # (the recipe, re-exported)
+from reidkit.utils.checkpoint import CheckpointError, rng_state, set_rng_state
 from reidkit.utils.io import atomic_write_text
-from reidkit.utils.metric_log import MetricLog
-from reidkit.utils.progress import make_progress
 from reidkit.utils.seed import seed_everything
 
 
 # ----------------------------------------------------------------------------------------------
-# 1. The recipe
+# 1. The recipe: ``PretrainConfig`` in reidkit.recipes.pretrain (torch-free, so that ``reidkit pretrain``
+#    checks it before torch is imported), re-exported here.
 # ----------------------------------------------------------------------------------------------
-@dataclass
-class PretrainData:
-    root: str = ""                 # image folder (scanned recursively), or the image root of ``list_file``
-    list_file: str | None = None   # ordered list (e.g. a CFS selection), paths relative to ``root``
-    keep_num: int | None = None    # keep the first N of the list (the paper: 2508146 = 60% of LUPerson)
-    keep_ratio: float | None = None
-    batch_size: int = 64           # per process; the paper: 64 x 8 GPUs = 512
-    num_workers: int = 8
-
-
-@dataclass
-class PretrainModel:
-    preset: str = "vit_small"      # any reidkit ViT preset (stem / attention from the preset or below)
-    stem: str | None = None        # 'patchify' | 'conv' | 'ics'; None keeps the preset's
-    drop_path_rate: float = 0.1    # student only; the teacher uses 0
-    overrides: dict[str, Any] = field(default_factory=dict)  # more build_model keyword arguments
-
-
-@dataclass
-class PretrainHead:
-    out_dim: int = 65536
-    hidden_dim: int = 2048
-    bottleneck_dim: int = 256
-    nlayers: int = 3
-    use_bn: bool = False
-    norm_last_layer: bool = True
-
-
-@dataclass
-class PretrainLoss:
-    student_temp: float = 0.1
-    teacher_temp: float = 0.04
-    warmup_teacher_temp: float = 0.04
-    warmup_teacher_temp_epochs: int = 0
-    center_momentum: float = 0.9
-
-
-@dataclass
-class PretrainSolver:
-    epochs: int = 100
-    lr: float = 5e-4               # per 256 images; the peak lr is lr * global_batch / 256
-    min_lr: float = 1e-6
-    warmup_epochs: int = 10
-    weight_decay: float = 0.04
-    weight_decay_end: float = 0.4
-    momentum_teacher: float = 0.996
-    clip_grad: float = 3.0         # per-parameter gradient-norm clip; 0 disables
-    freeze_last_layer: int = 1     # epochs during which the head's last layer gets no update
-
-
-@dataclass
-class PretrainConfig:
-    method: Literal["dino"] = "dino"  # `reidkit pretrain` dispatches on it (coke, look: their own modules)
-    output_dir: str = "runs/pretrain"
-    data: PretrainData = field(default_factory=PretrainData)
-    crops: MultiCropConfig = field(default_factory=MultiCropConfig)
-    model: PretrainModel = field(default_factory=PretrainModel)
-    head: PretrainHead = field(default_factory=PretrainHead)
-    loss: PretrainLoss = field(default_factory=PretrainLoss)
-    solver: PretrainSolver = field(default_factory=PretrainSolver)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp16"
-    device: str = "auto"           # 'auto' = cuda when available, else cpu
-    seed: int = 0
-    log_every: int = 10            # iterations between log.csv rows
-    checkpoint_every: int = 0      # iterations between mid-epoch checkpoints (0: end of epoch only)
-    keep_epochs: list[int] = field(default_factory=list)  # also keep checkpoint_XXXX.pt after these epochs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,10 +152,10 @@ class DINOModel(nn.Module):
 
 
 def model_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
-    kw = dict(cfg.model.overrides)
-    kw["img_size"] = tuple(cfg.crops.global_size)
-    if cfg.model.stem is not None:
-        kw["stem"] = cfg.model.stem
+    """``build_model`` keyword arguments of the backbone, without the drop-path rate."""
+    kw = cfg.model.knobs()
+    kw.pop("drop_path_rate")
+    kw["img_size"] = tuple(cfg.model.img_size or cfg.crops.global_size)
     return kw
 
 
@@ -283,194 +220,180 @@ def cancel_last_layer_gradients(model: nn.Module) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# 5. The loop
+# 5. One epoch, and the loop
 # ----------------------------------------------------------------------------------------------
-def _dist_info() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    return 0, 1, 0
+@dataclass
+class DINOTrainer:
+    """What ``train_one_epoch`` steps: student (+ its DDP wrapper), teacher, loss, optimiser, schedules."""
+
+    student: DINOModel
+    student_ddp: nn.Module
+    teacher: DINOModel
+    dino_loss: DINOLoss
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    lr: Any                        # (epochs * iters,) arrays
+    wd: Any
+    momentum: Any
+    iters: int
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+def train_one_epoch(run: Run, t: DINOTrainer, loader, pool, epoch: int, skip: int, progress, task,
+                    save: Callable[[int, int, bool], None]) -> tuple[float, int, int, float]:
+    """One epoch from iteration ``skip`` on; returns (mean loss, images seen, last global iteration, seconds)."""
+    cfg, s, device, world = run.cfg, run.cfg.solver, run.device, run.dist.world
+    t.student.train(), t.teacher.train()
+    t0, seen, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
+    epoch_loss, epoch_n, it = 0.0, 0, epoch * t.iters + skip
+    for i, (views, _) in enumerate(loader, start=skip):
+        it = epoch * t.iters + i
+        for g_i, group in enumerate(t.optimizer.param_groups):
+            group["lr"] = float(t.lr[it])
+            if g_i == 0:
+                group["weight_decay"] = float(t.wd[it])
+        views = to_device(views, device)
+        with autocast(device, run.amp):
+            with torch.no_grad():
+                teacher_out = t.teacher(views[:2])
+            student_out = t.student_ddp(views)
+            loss = t.dino_loss(student_out, teacher_out, epoch)
+        run.guard(loss, f"epoch {epoch}, iteration {i}",
+                  "Lower solver.lr, raise solver.warmup_epochs, or use precision=bf16 instead of fp16.")
+
+        t.optimizer.zero_grad(set_to_none=True)
+        if t.scaler is None:
+            loss.backward()
+        else:
+            t.scaler.scale(loss).backward()
+            t.scaler.unscale_(t.optimizer)
+        if s.clip_grad > 0:
+            clip_gradients(t.student, s.clip_grad)
+        if epoch < s.freeze_last_layer:
+            cancel_last_layer_gradients(t.student)
+        if t.scaler is None:
+            t.optimizer.step()
+        else:
+            t.scaler.step(t.optimizer)
+            t.scaler.update()
+        ema_update(t.teacher, t.student, float(t.momentum[it]))
+
+        seen += views[0].shape[0] * world
+        loss_value = mean_over_ranks(loss, run.dist)  # the loss of the global batch, not rank 0's share
+        loss_sum, loss_n = loss_sum + loss_value.item(), loss_n + 1
+        epoch_loss, epoch_n = epoch_loss + loss_value.item(), epoch_n + 1
+        progress.advance(task)
+        done = i + 1
+        if run.log is not None and (done % cfg.log_every == 0 or done == t.iters):
+            elapsed = time.perf_counter() - t0
+            run.log_row(it + 1, epoch=epoch, loss=loss_sum / loss_n, lr=float(t.lr[it]), wd=float(t.wd[it]),
+                        teacher_momentum=float(t.momentum[it]), teacher_temp=t.dino_loss.teacher_temp(epoch),
+                        images_per_s=seen / max(elapsed, 1e-9), skipped_images=pool.num_skipped)
+            loss_sum, loss_n = 0.0, 0
+            progress.update(task, description=f"DINO epoch {epoch + 1}/{s.epochs} "
+                                              f"loss {loss_value.item():.3f} {seen / max(elapsed, 1e-9):.1f} img/s")
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < t.iters:
+            save(epoch, done, False)
+    elapsed = time.perf_counter() - t0
+    return epoch_loss / max(epoch_n, 1), seen, it, elapsed
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+def pretrain(cfg: PretrainConfig, resume: bool = False, force: bool = False) -> Path:
     """Run (or resume) DINO pre-training; returns the run folder (``last.pt``, ``last.safetensors``,
     ``log.csv``, ``config.yaml``, ``skipped.txt`` when corrupt images were met)."""
-    from reidkit.models import ReIDModel, save_model
+    from reidkit.models import ReIDModel
 
-    rank, world, local_rank = _dist_info()
-    device = resolve_device(cfg.device, local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision 'fp16' needs a CUDA GPU; use precision=bf16 or precision=fp32 on CPU")
-    out = Path(cfg.output_dir)
-    ckpt_path = open_run_folder(out, cfg, resume, write=rank == 0)
-    seed_everything(cfg.seed)  # the same initial weights on every rank
+    run = start(cfg, resume, force, PretrainError, tensorboard=False)
+    d, device, out = run.dist, run.device, run.out
 
     # data
     paths = pool_paths(cfg.data)
     pool = MultiCropPool(paths, MultiCrop(cfg.crops), seed=cfg.seed)
-    sampler = ShardedEpochSampler(len(pool), cfg.data.batch_size, rank, world, seed=cfg.seed)
+    sampler = ShardedEpochSampler(len(pool), cfg.data.batch_size, d.rank, d.world, seed=cfg.seed)
     iters = sampler.batches_per_epoch
     if iters == 0:
-        raise ValueError(f"the pool has {len(pool)} images, fewer than one global batch "
-                         f"({cfg.data.batch_size} x {world}); lower data.batch_size")
+        raise PretrainError(f"the pool has {len(pool)} images, fewer than one global batch "
+                            f"({cfg.data.batch_size} x {d.world}); lower data.batch_size")
     loader = torch.utils.data.DataLoader(pool, batch_size=cfg.data.batch_size, sampler=sampler,
                                          num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
                                          drop_last=True, persistent_workers=False)
 
-    # student, teacher, loss, optimiser
+    # student, teacher, loss, optimiser, schedules
     student, teacher, model_config = build_student_teacher(cfg)
-    seed_everything(cfg.seed + rank)  # then each rank its own drop-path noise
-    if world > 1 and device.type == "cuda":  # BN in the ICS stem: one statistic over all GPUs
+    seed_everything(cfg.seed + d.rank)  # then each rank its own drop-path noise
+    if d.world > 1 and device.type == "cuda":  # BN in the ICS stem: one statistic over all GPUs
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
         teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
     student.to(device), teacher.to(device)
-    student_ddp = nn.parallel.DistributedDataParallel(student, device_ids=[local_rank] if device.type == "cuda"
-                                                      else None) if world > 1 else student
     s = cfg.solver
-    dino_loss = DINOLoss(cfg.head.out_dim, cfg.crops.num_views, s.epochs, cfg.loss.teacher_temp,
-                         cfg.loss.warmup_teacher_temp, cfg.loss.warmup_teacher_temp_epochs,
-                         cfg.loss.student_temp, cfg.loss.center_momentum).to(device)
-    optimizer = torch.optim.AdamW(param_groups(student))
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-    global_batch = cfg.data.batch_size * world
-    lr_schedule = cosine_iter_schedule(s.lr * global_batch / 256, s.min_lr, s.epochs, iters, s.warmup_epochs)
-    wd_schedule = cosine_iter_schedule(s.weight_decay, s.weight_decay_end, s.epochs, iters)
-    momentum_schedule = cosine_iter_schedule(s.momentum_teacher, 1.0, s.epochs, iters)
+    global_batch = cfg.data.batch_size * d.world
+    t = DINOTrainer(student, maybe_compile(wrap_ddp(student, d, device), cfg.compile), teacher,
+                    DINOLoss(cfg.head.out_dim, cfg.crops.num_views, s.epochs, cfg.loss.teacher_temp,
+                             cfg.loss.warmup_teacher_temp, cfg.loss.warmup_teacher_temp_epochs,
+                             cfg.loss.student_temp, cfg.loss.center_momentum).to(device),
+                    torch.optim.AdamW(param_groups(student)),
+                    torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None,
+                    cosine_iter_schedule(s.lr * global_batch / 256, s.min_lr, s.epochs, iters, s.warmup_epochs),
+                    cosine_iter_schedule(s.weight_decay, s.weight_decay_end, s.epochs, iters),
+                    cosine_iter_schedule(s.momentum_teacher, 1.0, s.epochs, iters), iters)
 
     start_epoch, start_iter = 0, 0
-    if resume:
-        state = load_state(ckpt_path, map_location=device)
-        student.load_state_dict(state["student"])
-        teacher.load_state_dict(state["teacher"])
-        optimizer.load_state_dict(state["optimizer"])
-        dino_loss.load_state_dict(state["dino_loss"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, start_iter = int(state["epoch"]), int(state["iter_in_epoch"])
+    state = run.restore(map_location=device)
+    if state is not None:
         was = (state.get("iters_per_epoch", iters), state.get("global_batch", global_batch))
         if was != (iters, global_batch):  # the schedules and the sampler position would not line up
-            raise CheckpointError(f"{ckpt_path}: the run had {was[0]} iterations per epoch of {was[1]} images, "
+            raise CheckpointError(f"{run.state_path}: the run had {was[0]} iterations per epoch of {was[1]} images, "
                                   f"now {iters} of {global_batch}; resume with the same pool, batch size and "
                                   "number of processes")
+        student.load_state_dict(state["student"])
+        teacher.load_state_dict(state["teacher"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        t.dino_loss.load_state_dict(state["dino_loss"])
+        if t.scaler is not None and state.get("scaler"):
+            t.scaler.load_state_dict(state["scaler"])
+        start_epoch, start_iter = int(state["epoch"]), int(state["iter_in_epoch"])
         if "rng" in state:
-            set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-
-    log = MetricLog(out / "log.csv", tensorboard=False) if rank == 0 else None
-    if log is not None:  # drop the rows logged after the checkpoint (all of them when starting)
-        log.truncate_after(start_epoch * iters + start_iter)
+            set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
+        run.say(f"resumed {out} at epoch {start_epoch + 1}, iteration {start_iter + 1}")
+    run.resume_log(start_epoch * iters + start_iter, None)  # rows come before checkpoints: none to re-add
 
     def save(epoch: int, iter_in_epoch: int, final_of_epoch: bool) -> None:
-        rngs = [rng_state()]
-        if world > 1:  # every rank's RNG, so drop-path noise resumes exactly on each
-            gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
+        if final_of_epoch and d.main:  # exported BEFORE the RNG is captured: building the model draws from it
+            reid = ReIDModel.from_config(model_config)
+            reid.backbone.load_state_dict(teacher.backbone.state_dict())
+            run.publish(reid, "last.safetensors")
+        rngs = gather_objects(rng_state(), d)  # every rank's RNG, so drop-path noise resumes exactly on each
         skipped = pool.images.skipped_paths
-        if world > 1 and final_of_epoch:
-            every: list[Any] = [None] * world
-            dist.all_gather_object(every, skipped)
-            skipped = [p for paths in every for p in paths]
-        if rank != 0:
+        if d.world > 1 and final_of_epoch:
+            skipped = [p for paths in gather_objects(skipped, d) for p in paths]
+        if not d.main:
             return
         if final_of_epoch and skipped:
             atomic_write_text(out / "skipped.txt", "".join(p + "\n" for p in sorted(set(skipped))))
         state = {"student": student.state_dict(), "teacher": teacher.state_dict(),
-                 "optimizer": optimizer.state_dict(), "dino_loss": dino_loss.state_dict(),
-                 "scaler": scaler.state_dict() if scaler is not None else {},
+                 "optimizer": t.optimizer.state_dict(), "dino_loss": t.dino_loss.state_dict(),
+                 "scaler": t.scaler.state_dict() if t.scaler is not None else {},
                  "epoch": epoch, "iter_in_epoch": iter_in_epoch, "rng": rngs,
-                 "iters_per_epoch": iters, "global_batch": global_batch,
-                 "config": to_dict(cfg), "model_config": model_config}
-        save_state(ckpt_path, state)
-        if final_of_epoch:
-            reid = ReIDModel.from_config(model_config)
-            reid.backbone.load_state_dict(teacher.backbone.state_dict())
-            save_model(reid, out / "last.safetensors")
-            if epoch in cfg.keep_epochs:
-                save_state(out / f"checkpoint_{epoch:04d}.pt", state)
+                 "iters_per_epoch": iters, "global_batch": global_batch, "model_config": model_config}
+        run.save(state)
+        if final_of_epoch and epoch in cfg.keep_epochs:
+            run.save(state, f"checkpoint_{epoch:04d}.pt")
 
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    with make_progress(transient=False) as progress:
+    with run.progress() as progress:
         task = progress.add_task("DINO pre-training", total=s.epochs * iters,
                                  completed=start_epoch * iters + start_iter)
         for epoch in range(start_epoch, s.epochs):
             skip = start_iter if epoch == start_epoch else 0
             pool.set_epoch(epoch)
             sampler.set_epoch(epoch, skip)
-            student.train(), teacher.train()
-            t0, seen, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
-            epoch_loss, epoch_n, it = 0.0, 0, epoch * iters + skip
-            for i, (views, _) in enumerate(loader, start=skip):
-                it = epoch * iters + i
-                for g_i, group in enumerate(optimizer.param_groups):
-                    group["lr"] = float(lr_schedule[it])
-                    if g_i == 0:
-                        group["weight_decay"] = float(wd_schedule[it])
-                views = [v.to(device, non_blocking=True) for v in views]
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    with torch.no_grad():
-                        teacher_out = teacher(views[:2])
-                    student_out = student_ddp(views)
-                    loss = dino_loss(student_out, teacher_out, epoch)
-                check_finite(loss, f"epoch {epoch}, iteration {i}")
-
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is None:
-                    loss.backward()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                if s.clip_grad > 0:
-                    clip_gradients(student, s.clip_grad)
-                if epoch < s.freeze_last_layer:
-                    cancel_last_layer_gradients(student)
-                if scaler is None:
-                    optimizer.step()
-                else:
-                    scaler.step(optimizer)
-                    scaler.update()
-                ema_update(teacher, student, float(momentum_schedule[it]))
-
-                seen += views[0].shape[0] * world
-                loss_value = loss.detach().float()
-                if world > 1:  # log the loss of the global batch, not rank 0's share
-                    dist.all_reduce(loss_value)
-                    loss_value /= world
-                loss_sum, loss_n = loss_sum + loss_value.item(), loss_n + 1
-                epoch_loss, epoch_n = epoch_loss + loss_value.item(), epoch_n + 1
-                progress.advance(task)
-                done = i + 1
-                if log is not None and (done % cfg.log_every == 0 or done == iters):
-                    elapsed = time.perf_counter() - t0
-                    log.log(it + 1, epoch=epoch, loss=loss_sum / loss_n, lr=float(lr_schedule[it]),
-                            wd=float(wd_schedule[it]), teacher_momentum=float(momentum_schedule[it]),
-                            teacher_temp=dino_loss.teacher_temp(epoch), images_per_s=seen / max(elapsed, 1e-9),
-                            skipped_images=pool.num_skipped)
-                    loss_sum, loss_n = 0.0, 0
-                    progress.update(task, description=f"DINO epoch {epoch + 1}/{s.epochs} "
-                                                      f"loss {loss_value.item():.3f} {seen / max(elapsed, 1e-9):.1f} img/s")
-                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < iters:
-                    save(epoch, done, final_of_epoch=False)
-            save(epoch + 1, 0, final_of_epoch=True)
-            if rank == 0:
-                elapsed = time.perf_counter() - t0
+            loss, seen, it, elapsed = train_one_epoch(run, t, loader, pool, epoch, skip, progress, task, save)
+            save(epoch + 1, 0, True)
+            if d.main:
                 progress.console.print(
-                    f"epoch {epoch + 1}/{s.epochs}  loss {epoch_loss / max(epoch_n, 1):.4f}  "
-                    f"lr {lr_schedule[min(it, len(lr_schedule) - 1)]:.2e}  teacher m {momentum_schedule[it]:.4f}  "
-                    f"{seen / max(elapsed, 1e-9):.1f} img/s  skipped {pool.num_skipped}", highlight=False)
-    if world > 1:
-        dist.barrier()
+                    f"epoch {epoch + 1}/{s.epochs}  loss {loss:.4f}  lr {t.lr[min(it, len(t.lr) - 1)]:.2e}  "
+                    f"teacher m {t.momentum[it]:.4f}  {seen / max(elapsed, 1e-9):.1f} img/s  "
+                    f"skipped {pool.num_skipped}", highlight=False)
+    barrier(d)
     return out
-
 
 
 # ----------------------------------------------------------------------------------------------

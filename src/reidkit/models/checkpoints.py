@@ -30,10 +30,7 @@ import torch
 from torch import nn
 
 from reidkit.models.vit import ReIDViT, infer_grid, resize_pos_embed
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model (names the file and the tensor)."""
+from reidkit.utils.checkpoint import CheckpointError  # one error class for every checkpoint (re-exported)
 
 
 # Keys dropped on purpose, with the reason shown in the report.

@@ -26,7 +26,7 @@ def _save(plt, fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # legends beside the axes stay in the picture
     plt.close(fig)
     return path
 
@@ -72,44 +72,75 @@ def read_log(path: str | Path) -> dict[str, np.ndarray]:
     return cols
 
 
-# Panels of the training-curves figure: which log columns go together.
+# Panels of the training-curves figure: which log columns go together, and the unit shown.
 _LOSS_NAMES = ("id", "triplet", "center", "dino", "contrast", "memory")
 _METRICS = ("mAP", "R1", "R5", "R10", "mINP")
-_PANELS = (("losses", lambda k: "loss" in k or k in _LOSS_NAMES),
-           ("retrieval (%)", lambda k: k in _METRICS),
-           ("training accuracy", lambda k: k in ("acc", "accuracy")),
-           ("learning rate", lambda k: k == "lr"),
-           ("throughput (images/s)", lambda k: k == "images_per_s"))
+_PANELS = (("losses", "", lambda k: "loss" in k or k in _LOSS_NAMES),
+           ("retrieval (%)", "%", lambda k: k in _METRICS),
+           ("training accuracy (%)", "%", lambda k: k in ("acc", "accuracy")),
+           ("learning rate", "", lambda k: k == "lr"),
+           ("throughput (images/s)", "", lambda k: k == "images_per_s"))
+
+
+def curve_panels(cols: dict[str, np.ndarray]) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
+    """``[(panel title, [(column, values)])]`` of a log's columns, each in its panel's unit.
+
+    Percent panels show percent: a fraction column (all values in [0, 1], e.g. ``acc``) is scaled
+    by 100, so training accuracy and retrieval read on the same scale.
+    """
+    x_key = "step" if "step" in cols else "epoch"
+    order = {k: i for i, k in enumerate(_METRICS)}
+    keys = sorted(cols, key=lambda k: (order.get(k, -1), k))
+    panels = []
+    for name, unit, pick in _PANELS:
+        series = []
+        for k in keys:
+            if k == x_key or not pick(k):
+                continue
+            v = cols[k]
+            finite = v[~np.isnan(v)]
+            if unit == "%" and len(finite) and finite.min() >= 0 and finite.max() <= 1.0:
+                v = 100.0 * v
+            series.append((k, v))
+        if series:
+            panels.append((name, series))
+    return panels
 
 
 def plot_training_curves(log_csv: str | Path, path: str | Path, title: str = "training",
                          x_label: str | None = None) -> Path:
     """Write the curves of a run's ``log.csv`` (losses, retrieval metrics, accuracy, lr, speed) as one PNG.
 
-    The x axis is the log's ``step`` column, else its ``epoch`` column (named ``x_label`` if given:
-    a fine-tuning log's step is its epoch, a pre-training log's step its iteration).
+    Panels on a grid of two columns (about 1100 px wide); each legend sits beside its panel, never
+    over the lines; accuracy and retrieval metrics are both in %. The x axis is the log's ``step``
+    column, else its ``epoch`` column (named ``x_label`` if given: a fine-tuning log's step is its
+    epoch, a pre-training log's step its iteration).
     """
     cols = read_log(log_csv)
     x_key = "step" if "step" in cols else "epoch"
     if x_key not in cols:
         raise ValueError(f"{log_csv}: needs a 'step' or 'epoch' column; found {sorted(cols)}")
     x = cols[x_key]
-    order = {k: i for i, k in enumerate(_METRICS)}
-    keys = sorted(cols, key=lambda k: (order.get(k, -1), k))
-    panels = [(name, [k for k in keys if pick(k) and k != x_key]) for name, pick in _PANELS]
-    panels = [(n, ks) for n, ks in panels if ks]
+    panels = curve_panels(cols)
     if not panels:
         raise ValueError(f"{log_csv}: no loss, metric, lr or speed columns to plot; found {sorted(cols)}")
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), dpi=110, squeeze=False)
-    for ax, (name, keys) in zip(axes[0], panels):
-        for k in keys:
-            ok = ~np.isnan(cols[k])
-            ax.plot(x[ok], cols[k][ok], marker="o" if ok.sum() < 30 else None, markersize=3, label=k)
+    ncols = 1 if len(panels) == 1 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.0 * nrows), dpi=100, squeeze=False)
+    for ax, (name, series) in zip(axes.flat, panels):
+        for k, v in series:
+            ok = ~np.isnan(v)
+            ax.plot(x[ok], v[ok], marker="o" if ok.sum() < 30 else None, markersize=3, label=k)
         ax.set(title=name, xlabel=x_label or x_key)
         ax.grid(alpha=0.3)
         if name == "learning rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-        ax.legend(fontsize=7)
+        if name.endswith("(%)"):
+            ax.set_ylim(0, 100)
+        # beside the axes, so no curve is ever hidden behind it
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
     return _save(plt, fig, path)

@@ -78,8 +78,9 @@ def encode_gallery(source: str | Path, model: str | Path | None, dataset: str | 
     a folder of images (Market-style names give pid and camera, other names -1), or one image.
     Images that cannot be decoded are skipped and counted in the progress output.
     """
-    from reidkit.evaluation.extract import extract_features, records_from_folder
+    from reidkit.data.images import is_image_file
     from reidkit.data.records import Record
+    from reidkit.evaluation.extract import extract_features, records_from_folder
 
     source = Path(source)
     if not source.exists():
@@ -87,16 +88,25 @@ def encode_gallery(source: str | Path, model: str | Path | None, dataset: str | 
     if model is None and not (index is not None and index.model):
         raise IndexFileError(f"{source}: building from images needs --model MODEL "
                              "(or pass a feature file from `reidkit extract`)")
-    enc = ImageEncoder.for_index(model, index) if index is not None else ImageEncoder(model, flip=flip)
+    # The images are listed (and a wrong source refused) before the model is loaded.
     if dataset:
         from reidkit.data.datasets import load_dataset
 
         records = load_dataset(dataset, source).split(split)
-        roots = [source]
+        # a dataset folder is the root; for a CSV manifest the images' common folder (not the file)
+        roots = [source] if source.is_dir() else []
     elif source.is_dir():
         records, roots = records_from_folder(source), [source]
-    else:
+    elif source.suffix.lower() == ".csv":
+        raise IndexFileError(f"{source}: is a CSV manifest; index its images with --dataset csv "
+                             f"(--split {split} picks the rows), or pass a feature file from `reidkit extract`")
+    elif is_image_file(source):
         records, roots = [Record(str(source), -1, -1)], [source.parent]
+    else:
+        raise IndexFileError(f"{source}: neither a feature file (.safetensors, .npz), an image, nor a folder")
+    if not records:
+        raise IndexFileError(f"{source}: no images to index" + (f" in its {split} split" if dataset else ""))
+    enc = ImageEncoder.for_index(model, index) if index is not None else ImageEncoder(model, flip=flip)
     fs = extract_features(enc.model, records, enc.transform, batch_size=batch_size, flip=enc.flip,
                           description="embed gallery")
     if len(fs) == 0:

@@ -336,8 +336,36 @@ class GalleryIndex:
         if k < 1:
             raise IndexFileError(f"k must be >= 1, got {k}")
         k = min(k, len(self))
-        scores, ids = self.faiss.search(normalise(q), k)
-        return SearchResult(scores.astype(np.float32), ids.astype(np.int64))
+        qn = normalise(q)
+        # faiss orders equal scores as its heap leaves them (a flat index: the *last* gallery id
+        # first), and float32 sums round differently on each code path. Rank like the evaluation
+        # does instead: score in float64, equal scores by gallery id. Candidates are fetched until
+        # every one tied with the k-th is in, so a tie across the k boundary is resolved the same way.
+        fetch = min(len(self), k + 8)
+        while True:
+            scores, ids = self.faiss.search(qn, fetch)
+            if fetch >= len(self) or not _ties_cross(scores, ids, k):
+                break
+            fetch = min(len(self), 4 * fetch)
+        scores, ids = self._exact_order(qn, scores, ids.astype(np.int64), k)
+        return SearchResult(scores, ids)
+
+    def _exact_order(self, qn: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int):
+        """Top-k of the candidates by (float64 cosine descending, gallery id ascending)."""
+        exact = self.kind in ("flat", "hnsw")  # full vectors stored: re-score exactly
+        s64 = scores.astype(np.float64)
+        if exact and ids.size:
+            valid = ids >= 0
+            vecs = self.vectors(np.where(valid, ids, 0).reshape(-1)).astype(np.float64)
+            q64 = qn.astype(np.float64)
+            s64 = np.einsum("qkd,qd->qk", vecs.reshape(*ids.shape, self.dim), q64)
+            s64 = np.where(valid, s64, -np.inf)
+        big = np.iinfo(np.int64).max
+        order = np.lexsort((np.where(ids >= 0, ids, big), -s64), axis=1)[:, :k]
+        ids = np.take_along_axis(ids, order, axis=1)
+        s64 = np.take_along_axis(s64, order, axis=1)
+        return np.where(ids >= 0, s64, -np.inf).astype(np.float32) if exact else \
+            np.take_along_axis(scores, order, axis=1).astype(np.float32), ids
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids), D) stored vectors (exact for flat/hnsw, PQ-decoded for ivfpq)."""
@@ -434,6 +462,15 @@ class GalleryIndex:
         apply_search_params(fi, meta["kind"], meta["params"])
         return cls(fi, meta["kind"], meta["dim"], items, roots, meta["params"], meta.get("model"), folder,
                    meta["generation"])
+
+
+def _ties_cross(scores: np.ndarray, ids: np.ndarray, k: int) -> bool:
+    """True when some row's last fetched candidate still scores as high as its k-th (more tied
+    candidates may lie beyond what was fetched)."""
+    if scores.shape[1] <= k:
+        return False
+    last_valid = ids[:, -1] >= 0
+    return bool((last_valid & (scores[:, -1] >= scores[:, k - 1])).any())
 
 
 def _labels(values, n: int, name: str) -> np.ndarray:

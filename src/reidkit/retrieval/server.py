@@ -1,6 +1,9 @@
 """``reidkit serve``: a small web UI over a gallery index (FastAPI; one static page, no build step).
 
-Routes (all behind the optional token: ``Authorization: Bearer T`` or ``?token=T``):
+Routes (all behind the optional token). The token travels in a header or a cookie, never in the
+URLs the page makes: ``Authorization: Bearer T`` (programs), or the ``reidkit_token`` cookie that
+``GET /?token=T`` sets (HttpOnly, SameSite=Strict) before redirecting to ``/``, so a person opens
+the page once with the token and ``<img>`` URLs carry nothing. The access log redacts ``token=``.
 
 * ``GET  /``                          the page (``static/index.html``)
 * ``GET  /api/info``                  index size, kind, identities, whether uploads / re-ranking work
@@ -15,7 +18,10 @@ Every error is a JSON body ``{"error": "..."}`` with a fitting status, which the
 """
 from __future__ import annotations
 
+import copy
 import hmac
+import logging
+import re
 import threading
 from urllib.parse import quote
 from pathlib import Path
@@ -23,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from reidkit.retrieval.gallery_files import GalleryPathError, resolve_gallery_file
@@ -32,6 +38,36 @@ from reidkit.retrieval.uploads import UploadError, UploadLimits, check_declared_
 
 STATIC = Path(__file__).with_name("static")
 MAX_K = 200
+TOKEN_COOKIE = "reidkit_token"
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact_token(text: str) -> str:
+    """``...?token=s3cret&k=5`` -> ``...?token=<redacted>&k=5`` (for logs and printed URLs)."""
+    return _TOKEN_IN_TEXT.sub(r"\1<redacted>", text)
+
+
+class RedactTokenFilter(logging.Filter):
+    """A logging filter that redacts ``token=`` in a record's message and arguments (uvicorn's
+    access log line carries the request's full path with its query string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_token(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_token(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def log_config() -> dict:
+    """uvicorn's default logging config with :class:`RedactTokenFilter` on every handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg.setdefault("filters", {})["redact_token"] = {"()": f"{__name__}.RedactTokenFilter"}
+    for handler in cfg["handlers"].values():
+        handler["filters"] = [*handler.get("filters", []), "redact_token"]
+    return cfg
 
 
 def create_app(index: GalleryIndex | str | Path, model: str | Path | None = None, token: str | None = None,
@@ -54,15 +90,27 @@ def create_app(index: GalleryIndex | str | Path, model: str | Path | None = None
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
+    def token_ok(given: str) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
     @app.middleware("http")
     async def require_token(request: Request, call_next):
-        if token:
-            given = request.query_params.get("token", "")
-            auth = request.headers.get("authorization", "")
-            if auth.lower().startswith("bearer "):
-                given = auth[7:].strip()
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return error(401, "missing or wrong token: open the page as /?token=YOUR_TOKEN")
+        if not token:
+            return await call_next(request)
+        auth = request.headers.get("authorization", "")
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE, "")
+        in_url = request.query_params.get("token")
+        if in_url is not None and request.url.path == "/":
+            # The one place a token may come in a URL: a person opening the page. Keep it in a
+            # cookie and send the browser to the clean URL, so it leaves the address bar and history.
+            if not token_ok(in_url):
+                return error(401, "wrong token in /?token=...")
+            resp = RedirectResponse("/", status_code=303)
+            resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
+            return resp
+        if not token_ok(given):
+            return error(401, "missing or wrong token: open the page once as /?token=YOUR_TOKEN (it is then "
+                              "kept in a cookie), or send the header 'Authorization: Bearer YOUR_TOKEN'")
         return await call_next(request)
 
     async def known_error(request, exc):
@@ -139,7 +187,8 @@ def create_app(index: GalleryIndex | str | Path, model: str | Path | None = None
             data, name = await upload.read(limits.max_bytes + 1), upload.filename or "upload"
         else:
             data, name = await _read_limited(request, limits.max_bytes), "upload"
-        img = decode_upload(data, limits, name)
+        # Decoding a large photo takes a while: off the event loop, so other requests keep flowing.
+        img = await run_in_threadpool(decode_upload, data, limits, name)
 
         def run():
             with lock:
@@ -192,4 +241,4 @@ def serve(index: str | Path, model: str | Path | None = None, host: str = "127.0
     import uvicorn
 
     app = create_app(index, model, token, limits)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config())

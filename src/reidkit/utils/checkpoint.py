@@ -2,11 +2,14 @@
 
 A training state is a dict of model / optimizer / scheduler state dicts, counters and RNG
 states. It is written atomically with ``torch.save`` and read back with
-``torch.load(weights_only=True)``, so a checkpoint file can never execute code.
-Final *models* are published separately as safetensors (``reidkit.models``).
+``torch.load(weights_only=True)``, so a checkpoint file can never execute code. Each state carries
+a SHA-256 digest of its contents (``"checksum"``), verified on load: a corrupted file is refused
+with a named error instead of training on flipped bits. Final *models* are published separately
+as safetensors (``reidkit.models``).
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -16,30 +19,77 @@ import torch
 
 from reidkit.utils.io import atomic_write
 
+CHECKSUM_KEY = "checksum"
+
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or does not fit the run."""
+    """A checkpoint or model file that is missing, unreadable, corrupt or does not fit the run."""
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised when a loss becomes NaN or inf; the last good checkpoint is kept."""
 
 
+def state_digest(state: Any) -> str:
+    """SHA-256 over a nested state (dict keys in order, tensors as dtype + shape + bytes, scalars by repr)."""
+    h = hashlib.sha256()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().to("cpu").contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(v, dict):
+            h.update(f"D{len(v)}".encode())
+            for k, x in v.items():
+                h.update(repr(k).encode())
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            h.update(f"{type(v).__name__[0]}{len(v)}".encode())
+            for x in v:
+                walk(x)
+        else:
+            h.update(repr(v).encode())
+
+    walk(state)
+    return h.hexdigest()
+
+
+def _nbytes(v: Any) -> int:
+    if isinstance(v, torch.Tensor):
+        return v.numel() * v.element_size()
+    if isinstance(v, dict):
+        return sum(_nbytes(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return sum(_nbytes(x) for x in v)
+    return 0
+
+
 def save_state(path: str | Path, state: dict[str, Any]) -> Path:
-    """Atomically write a training state (a killed write leaves the previous file intact)."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Atomically write a training state with its checksum (a killed write leaves the previous file
+    intact; a full disk raises ``reidkit.utils.io.DiskFullError``)."""
+    body = {k: v for k, v in state.items() if k != CHECKSUM_KEY}
+    full = {**body, CHECKSUM_KEY: state_digest(body)}
+    return atomic_write(path, lambda tmp: torch.save(full, tmp), size=_nbytes(body) + (1 << 20))
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training state safely and verify its checksum (states written before checksums load as they are)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot read checkpoint safely ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint safely ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); the file is damaged or not a "
+                              "reidkit training state") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(state).__name__}")
+    want = state.pop(CHECKSUM_KEY, None)
+    if want is not None and state_digest(state) != want:
+        raise CheckpointError(f"{path}: checksum mismatch, the file is corrupt (changed since it was written); "
+                              "restore it from a backup or start the run again")
     return state
 
 
@@ -63,11 +113,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def check_finite(loss: torch.Tensor, where: str) -> None:
-    """Stop with a clear message when a loss is NaN or inf (``where`` says epoch/iteration)."""
-    if not torch.isfinite(loss).all():
-        raise NonFiniteLossError(
-            f"loss became {loss.detach().float().cpu().tolist()} at {where}; stopping. The last good "
-            "checkpoint is kept: lower the learning rate, enable gradient clipping, or use bf16 instead of fp16.")

@@ -52,8 +52,9 @@ FORMATS: dict[str, FormatInfo] = {
                             "150/150 id splits saved as JSON, split_id picks one; query cam1, gallery cam2"),
     "prid2011": FormatInfo("prid2011", "load", "PRID2011 tracklets: multi_shot/cam_a|cam_b/person_NNNN/; ids in "
                            "both cameras with >= min_frames frames, 10 random half splits (JSON), split_id"),
-    "tracklets": FormatInfo("tracklet_folder", "load", "your tracklets: [train|query|gallery/]<pid>/<camera>/"
-                            "<tracklet>/<frames> (what 'reidkit datasets mot-to-tracklets' writes)"),
+    "tracklets": FormatInfo("tracklet_folder", "load", "your tracklets: <pid>/<camera>/<tracklet>/<frames>, "
+                            "optionally under train/, query/, gallery/ (what 'reidkit datasets mot-to-tracklets' "
+                            "writes)"),
 }
 
 # Spellings users type for the same formats.

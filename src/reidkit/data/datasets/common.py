@@ -256,5 +256,8 @@ def check_root(root: str | os.PathLike, name: str) -> Path:
     if not path.exists():
         raise DatasetError(f"{path}: {name} root folder does not exist")
     if not path.is_dir():
+        if path.suffix.lower() == ".csv":
+            raise DatasetError(f"{path}: is a CSV file, not a {name} folder; for a CSV manifest "
+                               "(path,pid,camid[,split]) pass --format csv (-f csv)")
         raise DatasetError(f"{path}: {name} root is not a folder")
     return path

@@ -99,6 +99,9 @@ def load_csv(root: str | os.PathLike, *, image_root: str | os.PathLike | None = 
              check_files: bool = True, strict: bool = True) -> ParsedDataset:
     """The manifest at ``root`` (a .csv file)."""
     csv_path = Path(root).expanduser()
+    if csv_path.is_dir():
+        raise DatasetError(f"{csv_path}: is a folder; --format csv takes the manifest file (path,pid,camid"
+                           "[,split]); for one folder per identity use --format folder")
     if not csv_path.is_file():
         raise DatasetError(f"{csv_path}: CSV manifest not found")
     base = Path(image_root).expanduser() if image_root is not None else csv_path.parent

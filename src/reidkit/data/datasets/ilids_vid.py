@@ -8,8 +8,8 @@ Layout (flat, or inside ``i-LIDS-VID/sequences/``)::
 Protocol (as in the field): 10 random splits of the 300 ids into 150 train and 150 test ids;
 train = both cameras of the train ids (relabelled), query = cam1 of the test ids, gallery = cam2;
 CMC is reported averaged over the splits. The splits are made from ``seed`` on first use and saved as
-JSON next to ``cam1/`` (``splits_ilids-vid_seed0.json``), or read from ``split_file`` (a list of
-``{"train": [...], "test": [...]}`` with person folder names, as other toolkits ship it, is read too).
+JSON next to ``cam1/`` (``splits_ilids-vid_seed0.json``), or read from ``split_file`` (a bare list of
+``{"train": [...], "test": [...]}`` with person folder names is read too).
 """
 from __future__ import annotations
 

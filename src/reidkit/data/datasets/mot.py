@@ -5,6 +5,7 @@ MOTChallenge text file, one box per line::
 
     frame, id, bb_left, bb_top, bb_width, bb_height, conf, ...        tracker output / det.txt
     frame, id, bb_left, bb_top, bb_width, bb_height, flag, class, visibility      gt/gt.txt (MOT16-20)
+    frame, id, bb_left, bb_top, bb_width, bb_height, 1, -1, -1, -1                gt/gt.txt (MOT15)
 
 Ground truth (``gt=True``, the default for a file named ``gt.txt``) keeps rows with flag 1, a class in
 ``classes`` (1 = pedestrian, the MOTChallenge evaluation's choice) and visibility >= ``min_visibility``;
@@ -126,10 +127,11 @@ def read_mot(path: str | os.PathLike, *, gt: bool | None = None, classes: Sequen
             if len(nums) > 6 and conf == 0:
                 ignored += 1
                 continue
-            if len(nums) > 7 and int(nums[7]) not in classes:
+            # MOT15 ground truth has no class or visibility: those columns hold -1 (world coordinates)
+            if len(nums) > 7 and nums[7] != -1 and int(nums[7]) not in classes:
                 other_class += 1
                 continue
-            if len(nums) > 8 and nums[8] < min_visibility:
+            if len(nums) > 8 and nums[8] != -1 and nums[8] < min_visibility:
                 occluded += 1
                 continue
         elif min_conf is not None and conf < min_conf:

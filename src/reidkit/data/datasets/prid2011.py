@@ -7,7 +7,7 @@ Layout (flat, or inside ``prid_2011/multi_shot/``)::
 
 Protocol (Wang et al., ECCV 2014, followed by the video re-ID field): the ids in both cameras (1..200)
 whose sequences have at least ``min_frames`` frames in each camera (default 22, i.e. "more than 21
-frames", which the field reports as 178 ids) are halved at random 10 times; train = both cameras of
+frames"; papers report 178 ids, a count not checked here without the data) are halved at random 10 times; train = both cameras of
 the train ids, query = camera A of the test ids, gallery = camera B. The splits are made from
 ``seed`` and saved as JSON next to ``cam_a/``, or read from ``split_file`` (a list of
 ``{"train": [...], "test": [...]}`` with person folder names is read too).

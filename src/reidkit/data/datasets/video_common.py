@@ -16,11 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
-from reidkit.data.records import Tracklet, VideoDataset, relabel_tracklets
-
 from reidkit.data.images import is_image_file
+from reidkit.data.records import DatasetError, Tracklet, VideoDataset, relabel_tracklets
 
-from .common import ParseReport, list_files
+from .common import ParseReport, check_root, find_layout, list_files
 
 EXAMPLES = 3  # examples quoted per counted problem
 
@@ -70,14 +69,12 @@ class VideoParseReport(ParseReport):
     def flush_counts(self) -> None:
         for (what, error), examples in self._counted.items():
             shown = ", ".join(examples[:EXAMPLES]) + (", ..." if len(examples) > EXAMPLES else "")
-            head = what.format(n=len(examples)) if "{n}" in what else f"{len(examples)} {what}"
+            head = what.replace("{n}", str(len(examples))) if "{n}" in what else f"{len(examples)} {what}"
             (self.error if error else self.warn)(f"{head}: {shown}")
         self._counted.clear()
 
     def finish(self, train: list[Tracklet], query: list[Tracklet], gallery: list[Tracklet], *,  # type: ignore[override]
                strict: bool, relabel_train: bool = True) -> ParsedVideoDataset:
-        from reidkit.data.records import DatasetError
-
         self.flush_counts()
         if strict and self.errors:
             raise DatasetError(f"{self.name} at {self.root}: " + "; ".join(self.errors))
@@ -174,7 +171,7 @@ def load_or_make_splits(path: Path, names: Sequence[str], seed: int, dataset: st
     (``save=False``: made in memory only, e.g. while the folders have errors).
 
     The file is ``{"format", "dataset", "seed", "splits": [{"train": [...], "test": [...]}, ...]}``; a bare
-    list of such splits (the form other toolkits ship) is read too. Returns None after reporting an
+    list of such splits is read too. Returns None after reporting an
     error when the file cannot be used.
     """
     import json
@@ -231,10 +228,6 @@ def load_two_camera(root: str | os.PathLike, name: str, cameras: tuple[str, str]
     test (10 splits, JSON); train = both cameras of the train ids, query = first camera of the test ids,
     gallery = second camera.
     """
-    from reidkit.data.records import DatasetError
-
-    from .common import check_root, find_layout
-
     if not 0 <= split_id < NUM_SPLITS:
         raise DatasetError(f"{root}: {name} split_id must be 0..{NUM_SPLITS - 1}, got {split_id}")
     base = find_layout(check_root(root, name), cameras, layout_names)

@@ -45,12 +45,20 @@ class SynthConfig:
             ("junk", self.junk >= 0, "must be >= 0"),
             ("pool_size", self.pool_size >= 0, "must be >= 0"),
             ("pool_relevant_ratio", 0.0 <= self.pool_relevant_ratio <= 1.0, "must be in [0, 1]"),
-            ("height", self.height >= 32, "must be >= 32"),
-            ("width", self.width >= 16, "must be >= 16"),
-            ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "must be 1..100"),
-            ("workers", self.workers >= 1, "must be >= 1"),
         ]
-        for name, ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"SynthConfig.{name}: {msg} (got {getattr(self, name)})")
+        raise_first_failed(self, checks + image_checks(self))
         return self
+
+
+def image_checks(cfg) -> list[tuple[str, bool, str]]:
+    """The checks every synthetic config shares: image size, JPEG quality, workers."""
+    return [("height", cfg.height >= 32, "must be >= 32"), ("width", cfg.width >= 16, "must be >= 16"),
+            ("jpeg_quality", 1 <= cfg.jpeg_quality <= 100, "must be 1..100"),
+            ("workers", cfg.workers >= 1, "must be >= 1")]
+
+
+def raise_first_failed(cfg, checks: list[tuple[str, bool, str]]) -> None:
+    """Raise ``ConfigError`` naming the first field whose check failed: ``Class.field: message (got value)``."""
+    for name, ok, msg in checks:
+        if not ok:
+            raise ConfigError(f"{type(cfg).__name__}.{name}: {msg} (got {getattr(cfg, name)})")

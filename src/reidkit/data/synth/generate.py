@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -179,6 +180,23 @@ def _write_chunk(args: tuple[str, list[ImageJob], tuple[int, int], int]) -> int:
     return len(jobs)
 
 
+def run_chunks(write: Callable[[Any], int], chunks: list, workers: int, label: str, total: int,
+               progress: bool) -> None:
+    """``write(chunk)`` for every chunk (in ``workers`` processes when > 1), advancing a progress bar by
+    what each returns. The files depend on the chunks only, never on the workers."""
+    from reidkit.utils.progress import make_progress
+
+    with make_progress() as bar:
+        task = bar.add_task(label, total=total, visible=progress)
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as ex:
+                for n in ex.map(write, chunks):
+                    bar.advance(task, n)
+        else:
+            for c in chunks:
+                bar.advance(task, write(c))
+
+
 def _prepare_out(root: Path, cfg: SynthConfig, overwrite: bool) -> None:
     ours = [root / n for n in [*(s.name for s in DOMAIN_STYLES), POOL_DIR, RELEVANCE_CSV, META_JSON]]
     if root.exists() and not root.is_dir():
@@ -199,7 +217,6 @@ def _prepare_out(root: Path, cfg: SynthConfig, overwrite: bool) -> None:
 def generate(cfg: SynthConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> SynthResult:
     """Write the benchmark described by ``cfg`` under ``out``; returns paths and statistics."""
     from reidkit.utils.io import atomic_write_text, save_json
-    from reidkit.utils.progress import make_progress
 
     cfg.validate()
     root = Path(out)
@@ -219,15 +236,7 @@ def generate(cfg: SynthConfig, out: str | Path, overwrite: bool = False, progres
     size = (cfg.height, cfg.width)
     chunk = 64
     chunks = [(str(root), jobs[i:i + chunk], size, cfg.jpeg_quality) for i in range(0, len(jobs), chunk)]
-    with make_progress() as bar:
-        task = bar.add_task("synth", total=len(jobs), visible=progress)
-        if cfg.workers > 1:
-            with ProcessPoolExecutor(cfg.workers) as ex:
-                for n in ex.map(_write_chunk, chunks):
-                    bar.advance(task, n)
-        else:
-            for c in chunks:
-                bar.advance(task, _write_chunk(c))
+    run_chunks(_write_chunk, chunks, cfg.workers, "synth", len(jobs), progress)
     seconds = time.perf_counter() - t0
 
     relevance = None

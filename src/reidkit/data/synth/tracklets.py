@@ -24,14 +24,14 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from reidkit.config import ConfigError
+from reidkit.data.synth.config import image_checks, raise_first_failed
+from reidkit.data.synth.generate import SynthError, run_chunks
 from reidkit.data.synth.identity import Identity, sample_identity
 from reidkit.data.synth.render import SUPERSAMPLE, apply_camera, draw_person, encode_jpeg, scene_texture
 from reidkit.data.synth.styles import DOMAIN_STYLES, VIEWS, Camera, make_camera
@@ -78,14 +78,8 @@ class TrackletSynthConfig:
             ("max_frames", self.min_frames <= self.max_frames <= 9999, "must be min_frames..9999"),
             ("turn_prob", 0.0 <= self.turn_prob <= 1.0, "must be in [0, 1]"),
             ("jitter_prob", 0.0 <= self.jitter_prob <= 1.0, "must be in [0, 1]"),
-            ("height", self.height >= 32, "must be >= 32"),
-            ("width", self.width >= 16, "must be >= 16"),
-            ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "must be 1..100"),
-            ("workers", self.workers >= 1, "must be >= 1"),
         ]
-        for name, ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"TrackletSynthConfig.{name}: {msg} (got {getattr(self, name)})")
+        raise_first_failed(self, checks + image_checks(self))
         return self
 
 
@@ -247,12 +241,10 @@ def statistics(jobs: list[TrackletJob]) -> dict:
 
 def _prepare_out(root: Path, overwrite: bool) -> None:
     if root.exists() and not root.is_dir():
-        from reidkit.data.synth.generate import SynthError
         raise SynthError(f"{root}: output path exists and is not a folder")
     ours = [root / n for n in (*SPLITS, META_JSON)]
     existing = [p for p in ours if p.exists()]
     if existing and not overwrite:
-        from reidkit.data.synth.generate import SynthError
         raise SynthError(f"{root}: already holds synthetic tracklets or a dataset ({existing[0].name}); "
                          "pass overwrite=True (--overwrite) to replace it")
     for p in existing:
@@ -264,7 +256,6 @@ def generate_tracklets(cfg: TrackletSynthConfig, out: str | Path, overwrite: boo
                        progress: bool = True) -> TrackletSynthResult:
     """Write the tracklets described by ``cfg`` under ``out`` (DukeMTMC-VideoReID layout)."""
     from reidkit.utils.io import save_json
-    from reidkit.utils.progress import make_progress
 
     cfg.validate()
     root = Path(out)
@@ -275,15 +266,7 @@ def generate_tracklets(cfg: TrackletSynthConfig, out: str | Path, overwrite: boo
     chunk = 8
     chunks = [(str(root), jobs[i:i + chunk], size, cfg.jpeg_quality) for i in range(0, len(jobs), chunk)]
     total = sum(j.frames for j in jobs)
-    with make_progress() as bar:
-        task = bar.add_task("synth tracklets", total=total, visible=progress)
-        if cfg.workers > 1:
-            with ProcessPoolExecutor(cfg.workers) as ex:
-                for n in ex.map(_write_chunk, chunks):
-                    bar.advance(task, n)
-        else:
-            for c in chunks:
-                bar.advance(task, _write_chunk(c))
+    run_chunks(_write_chunk, chunks, cfg.workers, "synth tracklets", total, progress)
     seconds = time.perf_counter() - t0
     stats = statistics(jobs)
     config = {k: v for k, v in asdict(cfg).items() if k != "workers"}  # files never depend on workers

@@ -1,6 +1,6 @@
 """The README's main job: synthetic data -> (DINO) -> fine-tune -> evaluate -> report.
 
-    from reidkit.demo import DemoConfig, run_demo
+    from reidkit.workflows.demo import DemoConfig, run_demo
     result = run_demo(DemoConfig(out="runs/demo"))        # ~10 minutes on 2 CPU cores
     result.rows                                           # mAP / R1 / R5 / R10 / mINP per model
 
@@ -13,7 +13,10 @@ Steps, each skipped when its output is already complete (so a killed demo re-run
   5. (``adapt``) unsupervised domain adaptation city_a -> city_b, ``reidkit.methods.adapt``;
   6. evaluate every model (and the last fine-tuned one re-ranked: k-reciprocal, GCR), print the
      table, write the report folder (HTML, CMC, ranked lists, training curves).
-A stage whose module is not part of this build is reported as missing, never faked.
+A stage whose module is not part of this build is reported as missing, never faked. A run folder is
+never deleted: when the recipe changed since the run in it, the old run is moved aside to
+``<name>.prev-<time>/``. Progress goes to the ``say`` callback (the CLI prints it; the library never
+imports the CLI).
 """
 from __future__ import annotations
 
@@ -22,12 +25,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from reidkit.data.synth import SynthConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TRAIN_RECIPE = REPO_ROOT / "configs" / "finetune" / "synth_tiny_ics.yaml"
 PRETRAIN_RECIPE = REPO_ROOT / "configs" / "pretrain" / "synth_tiny.yaml"
 
@@ -78,10 +82,7 @@ def synth_config(cfg: DemoConfig) -> SynthConfig:
     return SynthConfig(seed=cfg.seed, domains=domains, pool_size=SSL_POOL if cfg.ssl else 0, workers=cfg.workers)
 
 
-def _say(text: str) -> None:
-    from reidkit.cli.common import console
-
-    console.print(text, highlight=False)
+Say = Callable[[Any], None]
 
 
 def _module_available(name: str, attr: str) -> bool:
@@ -97,7 +98,7 @@ def _module_available(name: str, attr: str) -> bool:
 # steps
 
 
-def step_synth(cfg: DemoConfig, data_dir: Path):
+def step_synth(cfg: DemoConfig, data_dir: Path, say: Say = print, show_synth: Callable | None = None):
     """Generate the benchmark, or reuse it when ``synth.json`` records the same config."""
     from reidkit.data.synth import META_JSON, SynthResult, domain_names, generate
 
@@ -106,13 +107,13 @@ def step_synth(cfg: DemoConfig, data_dir: Path):
     wanted = {k: v for k, v in asdict(scfg).items() if k != "workers"}
     if meta.is_file() and json.loads(meta.read_text()).get("config") == wanted:
         stats = json.loads(meta.read_text())["stats"]
-        _say(f"[1/5] synthetic benchmark: reusing {data_dir}")
+        say(f"[1/5] synthetic benchmark: reusing {data_dir}")
         return SynthResult(data_dir, [data_dir / n for n in domain_names(scfg)],
                            data_dir / "pool" if scfg.pool_size else None, None, stats)
-    _say(f"[1/5] synthetic benchmark -> {data_dir}")
+    say(f"[1/5] synthetic benchmark -> {data_dir}")
     result = generate(scfg, data_dir, overwrite=True)
-    from reidkit.cli.synth_cmd import print_synth_stats
-    print_synth_stats(result)
+    if show_synth is not None:
+        show_synth(result)
     return result
 
 
@@ -133,10 +134,10 @@ def evaluate_features(name: str, query, gallery, metric: str) -> tuple[dict, np.
     return _metrics_row(name, m), np.asarray(m["cmc"]), dist
 
 
-def step_baseline(dataset):
+def step_baseline(dataset, say: Say = print):
     from reidkit.evaluation.baselines import color_histogram_features
 
-    _say("[2/5] colour-histogram baseline")
+    say("[2/5] colour-histogram baseline")
     q = color_histogram_features(dataset.query)
     g = color_histogram_features(dataset.gallery)
     return q, g
@@ -148,7 +149,7 @@ def finetune_config(cfg: DemoConfig, root: Path, out: Path, weights: str | None 
 
     recipe = Path(cfg.train_recipe) if cfg.train_recipe else (TRAIN_RECIPE if TRAIN_RECIPE.is_file() else None)
     overrides = [] if recipe is not None else list(BUILTIN_TRAIN_RECIPE)
-    overrides += [f"data.root={root}", "data.format=market1501", f"output={out}", f"train.seed={cfg.seed}",
+    overrides += [f"data.root={root}", "data.format=market1501", f"output={out}", f"seed={cfg.seed}",
                   f"data.num_workers={cfg.workers if cfg.workers > 1 else 0}"]
     if cfg.fast:
         overrides += ["solver.epochs=2", "solver.warmup_epochs=1", "eval.every=0", "data.batch_size=32"]
@@ -160,31 +161,48 @@ def finetune_config(cfg: DemoConfig, root: Path, out: Path, weights: str | None 
     return load_config(FinetuneConfig, recipe, overrides), recipe
 
 
-def step_train(cfg: DemoConfig, root: Path, out: Path, weights: str | None = None) -> Path:
-    """Fine-tune (or continue a killed run, or reuse a finished one); returns the run folder."""
-    import shutil
+def move_aside(out: Path) -> Path:
+    """Rename a run folder to ``<name>.prev-<UTC time>`` (never delete a user's checkpoints)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    dest = out.with_name(f"{out.name}.prev-{stamp}")
+    n = 1
+    while dest.exists():
+        dest, n = out.with_name(f"{out.name}.prev-{stamp}-{n}"), n + 1
+    out.rename(dest)
+    return dest
 
+
+def recipe_changes(saved: Path, cfg: Any) -> list[tuple[str, Any, Any]]:
+    """How ``cfg`` differs from a run's ``config.yaml`` (paths compared resolved); [] when the same."""
     import yaml
 
-    from reidkit.config import to_dict
+    from reidkit.config import flatten, recipe_diff, to_dict
+
+    return recipe_diff(flatten(yaml.safe_load(saved.read_text()) or {}), flatten(to_dict(cfg)))
+
+
+def step_train(cfg: DemoConfig, root: Path, out: Path, weights: str | None = None, say: Say = print) -> Path:
+    """Fine-tune (or continue a killed run, or reuse a finished one); returns the run folder. A run
+    with another recipe is moved aside to ``<out>.prev-<time>/``, never deleted."""
     from reidkit.methods.finetune import train
 
     tcfg, recipe = finetune_config(cfg, root, out, weights)
     saved = out / "config.yaml"
     if saved.is_file():
-        same = yaml.safe_load(saved.read_text()) == yaml.safe_load(yaml.safe_dump(to_dict(tcfg)))
-        if same and (out / "summary.json").is_file():
-            _say(f"    reusing the finished run {out}")
+        changes = recipe_changes(saved, tcfg)
+        if not changes and (out / "summary.json").is_file():
+            say(f"    reusing the finished run {out}")
             return out
-        if not same:  # the demo owns this folder: a changed recipe starts over
-            _say(f"    the recipe changed since the run in {out}; training again")
-            shutil.rmtree(out)
-    _say(f"    recipe: {recipe or 'built-in (reidkit.demo.BUILTIN_TRAIN_RECIPE)'}; "
+        if changes:
+            moved = move_aside(out)
+            what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes[:4]) + (" ..." if len(changes) > 4 else "")
+            say(f"    the recipe changed since the run in {out} ({what}); the old run is kept in {moved}")
+    say(f"    recipe: {recipe or 'built-in (reidkit.demo.BUILTIN_TRAIN_RECIPE)'}; "
          f"{tcfg.model.preset}, {tcfg.solver.epochs} epochs -> {out}")
     return train(tcfg, resume=(out / "last.pt").is_file())
 
 
-def step_pretrain(cfg: DemoConfig, pool: Path, out: Path) -> Path | None:
+def step_pretrain(cfg: DemoConfig, pool: Path, out: Path, say: Say = print) -> Path | None:
     """DINO on the pool; returns the backbone file for fine-tuning, or None when unavailable."""
     if not _module_available("reidkit.methods.pretrain_dino", "pretrain"):
         return None
@@ -193,11 +211,13 @@ def step_pretrain(cfg: DemoConfig, pool: Path, out: Path) -> Path | None:
 
     model_file = out / "last.safetensors"
     if (out / "done").is_file() and model_file.is_file():
-        _say(f"    reusing the finished pre-training {out}")
+        say(f"    reusing the finished pre-training {out}")
         return model_file
-    overrides = [f"data.root={pool}", f"output_dir={out}", f"seed={cfg.seed}", "model.preset=vit_tiny_ics"]
+    overrides = [f"data.root={pool}", f"output={out}", f"seed={cfg.seed}", "model.preset=vit_tiny_ics"]
     overrides += ["solver.epochs=1", "solver.warmup_epochs=0"] if cfg.fast else [f"solver.epochs={SSL_EPOCHS}"]
     pcfg = load_config(PretrainConfig, PRETRAIN_RECIPE if PRETRAIN_RECIPE.is_file() else None, overrides)
+    if (out / "config.yaml").is_file() and recipe_changes(out / "config.yaml", pcfg):
+        say(f"    the pre-training recipe changed since the run in {out}; the old run is kept in {move_aside(out)}")
     run = Path(pretrain(pcfg, resume=(out / "last.pt").is_file()))
     (out / "done").write_text("ok\n")
     return run / "last.safetensors"
@@ -221,23 +241,20 @@ def model_features(run_dir: Path, dataset, cfg: DemoConfig):
     return q, g
 
 
-def step_rerank(name: str, query, gallery) -> list[dict]:
-    """Rows for the fine-tuned model's features re-ranked: k-reciprocal (Zhong et al., k1=20, k2=6,
-    lambda=0.3 on L2-normalised features) and GCR (official Market config, cameras used)."""
+def step_rerank(name: str, query, gallery, say: Say = print) -> list[dict]:
+    """Rows for the fine-tuned model's features re-ranked through ``reidkit.evaluation.rerank.apply_rerank``:
+    k-reciprocal (Zhong et al., k1=20, k2=6, lambda=0.3 on L2-normalised features) and GCR (official
+    Market config, cameras used)."""
     from reidkit.evaluation.distances import compute_distance
     from reidkit.evaluation.metrics import evaluate
-    from reidkit.evaluation.rerank import kreciprocal_rerank
-    from reidkit.evaluation.rerank_gcr import gcr
+    from reidkit.evaluation.rerank import apply_rerank
 
-    def unit(x):
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    _say("    re-ranking the fine-tuned model's distances (k-reciprocal, GCR)")
+    say("    re-ranking the fine-tuned model's distances (k-reciprocal, GCR)")
     rows = []
-    dist = kreciprocal_rerank(unit(query.features), unit(gallery.features), 20, 6, 0.3)
+    dist, _, _ = apply_rerank("kreciprocal", query, gallery, metric="cosine", k1=20, k2=6, lambda_value=0.3)
     rows.append(_metrics_row(f"{name} + k-reciprocal", evaluate(dist, query=query, gallery=gallery)))
-    q2, g2 = gcr(query.features, gallery.features, query.camids, gallery.camids, "market")
-    dist = compute_distance(q2, g2, "cosine").numpy()
+    _, q2, g2 = apply_rerank("gcr", query, gallery, cfg="market")
+    dist = compute_distance(q2.features, g2.features, "cosine").numpy()
     rows.append(_metrics_row(f"{name} + GCR", evaluate(dist, query=query, gallery=gallery)))
     return rows
 
@@ -246,7 +263,8 @@ def step_rerank(name: str, query, gallery) -> list[dict]:
 # the whole job
 
 
-def run_demo(cfg: DemoConfig) -> DemoResult:
+def run_demo(cfg: DemoConfig, say: Say = print, show_synth: Callable | None = None) -> DemoResult:
+    """Run (or continue) the demo; ``say`` gets the progress lines, ``show_synth`` the generated benchmark."""
     from reidkit.data.datasets import load_dataset
 
     t_start = time.perf_counter()
@@ -257,12 +275,12 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     notes: list[str] = []
 
     t = time.perf_counter()
-    synth = step_synth(cfg, out / "data")
+    synth = step_synth(cfg, out / "data", say, show_synth)
     seconds["synth"] = time.perf_counter() - t
     source = load_dataset("market1501", synth.domains[0])
 
     t = time.perf_counter()
-    bq, bg = step_baseline(source)
+    bq, bg = step_baseline(source, say)
     row, cmc, _ = evaluate_features("colour histogram (no training)", bq, bg, "euclidean")
     rows, curves = [row], {"colour histogram": cmc}
     seconds["baseline"] = time.perf_counter() - t
@@ -271,12 +289,12 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
     weights = None
     if cfg.ssl:
-        _say("[3/5] DINO pre-training on the synthetic pool")
+        say("[3/5] DINO pre-training on the synthetic pool")
         t = time.perf_counter()
         if synth.pool is None:
             notes.append("--ssl: no pre-training pool was generated")
         else:
-            weights = step_pretrain(cfg, synth.pool, out / "pretrain")
+            weights = step_pretrain(cfg, synth.pool, out / "pretrain", say)
             if weights is None:
                 notes.append("--ssl: DINO pre-training (reidkit.methods.pretrain_dino) is not part of this build; "
                              "skipped")
@@ -284,17 +302,17 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                 logs.append(("DINO pre-training", out / "pretrain" / "log.csv"))
         seconds["pretrain"] = time.perf_counter() - t
     else:
-        _say("[3/5] DINO pre-training: skipped (add --ssl)")
+        say("[3/5] DINO pre-training: skipped (add --ssl)")
 
     trained = _module_available("reidkit.methods.finetune", "train")
     if trained:
-        _say("[4/5] fine-tuning a small ViT with the ICS stem on " + synth.domains[0].name)
+        say("[4/5] fine-tuning a small ViT with the ICS stem on " + synth.domains[0].name)
         t = time.perf_counter()
         runs = [("ViT-tiny ICS, from scratch", out / "train", None)]
         if weights is not None:
             runs.append(("ViT-tiny ICS, DINO pre-trained", out / "train_dino", str(weights)))
         for name, run_out, w in runs:
-            run_dir = step_train(cfg, synth.domains[0], run_out, w)
+            run_dir = step_train(cfg, synth.domains[0], run_out, w, say)
             q, g = model_features(run_dir, source, cfg)
             row, cmc, dist = evaluate_features(name, q, g, "cosine")
             rows.append(row)
@@ -303,11 +321,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
             logs.append((name, run_dir / "log.csv"))
         seconds["train"] = time.perf_counter() - t
         t = time.perf_counter()
-        rows += step_rerank(ranked_from[3], q, g)
+        rows += step_rerank(ranked_from[3], q, g, say)
         seconds["rerank"] = time.perf_counter() - t
     else:
         notes.append("fine-tuning (reidkit.methods.finetune) is not part of this build: baseline only")
-        _say("[4/5] fine-tuning: not available in this build, baseline only")
+        say("[4/5] fine-tuning: not available in this build, baseline only")
 
     if cfg.adapt:
         if len(synth.domains) < 2 or not trained:
@@ -315,21 +333,20 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         elif not _module_available("reidkit.methods.adapt", "adapt"):
             notes.append("--adapt: domain adaptation (reidkit.methods.adapt) is not part of this build; skipped")
         else:
-            _say("[4/5] domain adaptation")
+            say("[4/5] domain adaptation")
             t = time.perf_counter()
-            notes.append(_adapt_hook(cfg, synth, out, rows, logs))
+            notes.append(_adapt_hook(cfg, synth, out, rows, logs, say))
             seconds["adapt"] = time.perf_counter() - t
 
-    _say("[5/5] evaluation and report")
+    say("[5/5] evaluation and report")
     t = time.perf_counter()
     report = write_report(report_dir, rows, curves, ranked_from, logs, notes, cfg, synth)
     seconds["report"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
-    print_results(rows, notes, report, seconds)
     return DemoResult(out, rows, report, notes, seconds)
 
 
-def _adapt_hook(cfg: DemoConfig, synth, out: Path, rows: list[dict], logs: list) -> str:
+def _adapt_hook(cfg: DemoConfig, synth, out: Path, rows: list[dict], logs: list, say: Say = print) -> str:
     """UDA city_a -> city_b with ``reidkit.methods.adapt`` (its recipe ``configs/adapt/synth_tiny_uda.yaml``),
     starting from the model the demo fine-tuned on city_a. Adds rows evaluated on city_b."""
     from reidkit.config import load_config
@@ -341,14 +358,14 @@ def _adapt_hook(cfg: DemoConfig, synth, out: Path, rows: list[dict], logs: list)
     if not (run_out / "summary.json").is_file():
         recipe = REPO_ROOT / "configs" / "adapt" / "synth_tiny_uda.yaml"
         overrides = [f"data.root={target}", f"source.model={out / 'train'}", f"output={run_out}",
-                     f"train.seed={cfg.seed}"]
+                     f"seed={cfg.seed}"]
         if cfg.fast:
             overrides += ["solver.epochs=1", "solver.iters=5", "eval.every=1"]
         acfg = load_config(AdaptConfig, recipe if recipe.is_file() else None, overrides)
-        _say(f"    UDA {source.name} -> {target.name} (target labels unused) -> {run_out}")
+        say(f"    UDA {source.name} -> {target.name} (target labels unused) -> {run_out}")
         adapt(acfg, resume=(run_out / "last.pt").is_file())
     summary = json.loads((run_out / "summary.json").read_text())
-    tq, tg = step_baseline(load_dataset("market1501", target))
+    tq, tg = step_baseline(load_dataset("market1501", target), say)
     rows.append(evaluate_features(f"colour histogram on {target.name}", tq, tg, "euclidean")[0])
     for key, name in (("initial", f"{source.name} model on {target.name}, no adaptation"),
                       ("final", f"{source.name} model adapted to {target.name} (UDA)")):
@@ -380,21 +397,3 @@ def write_report(report_dir: Path, rows, curves, ranked_from, logs, notes, cfg: 
     return write_html_report(report_dir, title="reidkit demo: synthetic benchmark", results=rows,
                              figures=figures, ranked_lists=ranked, tables=[("Synthetic benchmark", stats)],
                              notes=demo_notes)
-
-
-def print_results(rows: list[dict], notes: list[str], report: Path, seconds: dict[str, float]) -> None:
-    from rich.table import Table
-
-    from reidkit.cli.common import console
-
-    table = Table(title="results on the synthetic benchmark (percent)")
-    table.add_column("model")
-    for k in ("mAP", "R1", "R5", "R10", "mINP"):
-        table.add_column(k, justify="right")
-    for r in rows:
-        table.add_row(r["model"], *(f"{r[k]:.1f}" if k in r else "-" for k in ("mAP", "R1", "R5", "R10", "mINP")))
-    console.print(table)
-    for n in notes:
-        console.print(f"note: {n}", highlight=False)
-    console.print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), highlight=False)
-    console.print(f"report: [bold]{report}[/]")

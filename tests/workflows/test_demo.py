@@ -38,3 +38,34 @@ def test_demo_fast_end_to_end(tmp_path, monkeypatch):
     res2 = CliRunner().invoke(app, args)
     assert res2.exit_code == 0, res2.output
     assert "reusing" in res2.output
+    # issue 16 item 1: a changed recipe never deletes the finished run; it is moved aside, checkpoints intact
+    res3 = CliRunner().invoke(app, [*args, "solver.lr=0.002"])
+    assert res3.exit_code == 0, res3.output
+    prev = sorted(out.glob("train.prev-*"))
+    assert len(prev) == 1 and "kept in" in " ".join(res3.output.split())
+    assert (prev[0] / "last.pt").is_file() and (prev[0] / "last.safetensors").is_file()
+    assert (out / "train" / "last.pt").is_file()
+
+
+def test_same_folder_written_relative_or_absolute_is_no_change(tmp_path, monkeypatch):
+    """issue 16 item 1: data.root went from relative to absolute: the same recipe, nothing retrained or moved."""
+    import yaml
+
+    from reidkit.config import load_config, to_dict
+    from reidkit.methods.finetune import FinetuneConfig
+    from reidkit.workflows.demo import move_aside, recipe_changes
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "city").mkdir(parents=True)
+    run = tmp_path / "run"
+    run.mkdir()
+    rel = load_config(FinetuneConfig, None, ["data.root=data/city", f"output={run}"])
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(rel)))
+    absolute = load_config(FinetuneConfig, None, [f"data.root={tmp_path / 'data' / 'city'}", f"output={run}"])
+    assert recipe_changes(run / "config.yaml", absolute) == []
+    changed = load_config(FinetuneConfig, None, ["data.root=data/city", "solver.lr=0.1", f"output={run}"])
+    assert recipe_changes(run / "config.yaml", changed) == [("solver.lr", 4e-4, 0.1)]
+    (run / "best.safetensors").write_bytes(b"weights")
+    moved = move_aside(run)
+    assert moved.name.startswith("run.prev-") and (moved / "best.safetensors").read_bytes() == b"weights"
+    assert not run.exists()
