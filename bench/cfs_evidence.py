@@ -62,12 +62,12 @@ def finetune_overrides(args, out: Path, city: Path, weights: Path | None, seed: 
     return ov
 
 
-def step_synth(args, root: Path) -> Path:
+def step_synth(args, root: Path, domains: int = 1) -> Path:
     from reidkit.data.synth import SynthConfig, generate
 
     if (root / "synth.json").is_file():
         return root
-    cfg = SynthConfig(seed=args.seed, domains=1, train_ids=args.ids, test_ids=args.ids, cameras=4,
+    cfg = SynthConfig(seed=args.seed, domains=domains, train_ids=args.ids, test_ids=args.ids, cameras=4,
                       distractors=args.ids // 2, junk=args.ids // 5, pool_size=args.pool_size,
                       pool_relevant_ratio=0.5, workers=args.workers)
     generate(cfg, root, overwrite=True)

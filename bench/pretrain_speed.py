@@ -180,5 +180,98 @@ def main() -> None:
     console.print(aug)
 
 
+# ----------------------------------------------------------------------------------------------
+# CoKe and LOOK (issue 15): step throughput beside DINO's, and CoKe's online assignment alone
+# ----------------------------------------------------------------------------------------------
+def _method_step(method, preset, gsize, batch, iters, device, precision, ks=(3000,), n=1_281_167):
+    """img/s of one CoKe or LOOK step (forward, loss with its state update, backward, clip, AdamW)
+    on random tensors, and for CoKe also the seconds of the online assignment alone per step."""
+    from reidkit.losses.coke import CoKeLoss, CoKeLossConfig
+    from reidkit.losses.look import LOOKLoss, LOOKLossConfig
+    from reidkit.methods.pretrain_coke import CoKeHead, CoKeProjection
+    from reidkit.methods.pretrain_look import LOOKHead, LOOKProjection
+    from reidkit.methods.pretrain_loop import PretrainNet
+
+    reid = build_model(preset, img_size=gsize, drop_path_rate=0.1)
+    if method == "coke":
+        head, loss_fn = CoKeProjection(reid.feat_dim, CoKeHead()), CoKeLoss(n, 128, CoKeLossConfig(num_clusters=list(ks)))
+    else:
+        head, loss_fn = LOOKProjection(reid.feat_dim, LOOKHead()), LOOKLoss(n, 128, LOOKLossConfig())
+        loss_fn.filled[:] = True  # a warm memory: every slot is a candidate neighbour
+        loss_fn.memory.copy_(torch.nn.functional.normalize(torch.randn_like(loss_fn.memory), dim=1))
+        loss_fn.memory_labels.random_(0, 1000)
+    net = PretrainNet(reid, head).to(device).train()
+    loss_fn.to(device)
+    opt = torch.optim.AdamW(param_groups(net), lr=1e-4)
+    views = [torch.randn(batch, 3, *gsize, device=device)]
+    labels = torch.randint(0, 1000, (batch,), device=device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    g = torch.Generator().manual_seed(0)
+
+    def step():
+        index = torch.randperm(n, generator=g)[:batch].to(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            if method == "coke":
+                proj, pred = net(views)
+                loss = loss_fn(proj, index, pred)
+            else:
+                loss = loss_fn(net(views)[0], labels, index)
+        opt.zero_grad(set_to_none=True)
+        loss.float().backward()
+        clip_gradients(net, 3.0)
+        opt.step()
+
+    speed = _time(step, batch, iters, device)
+    assign_s = None
+    if method == "coke":  # the assignment alone: gather, k-means step, duals, centre sums, labels
+        z = torch.randn(1, batch, 128, device=device)
+        reps = 50
+        loss_fn.assign(z, torch.arange(batch, device=device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for r in range(reps):
+            loss_fn.assign(z, torch.arange(r * batch, (r + 1) * batch, device=device) % n)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        assign_s = (time.perf_counter() - t0) / reps
+    return speed, assign_s
+
+
+def coke_look_speed(argv=None) -> None:
+    """CoKe and LOOK rows: img/s per method next to a supervised step of the same backbone (peer),
+    and CoKe's online assignment time as a share of its step (issue 15: < 10% at batch 64, K = 3000)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--batch", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tiny-only", action="store_true", help="only the tiny recipe (ViT-S on CPU takes minutes)")
+    args, _ = ap.parse_known_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    table = Table(title=f"CoKe / LOOK pre-training throughput on {device.type} ({torch.get_num_threads()} threads, "
+                        f"{args.precision}; 1 view, memory/labels for 1.28M images)")
+    for col in ("recipe", "batch", "CoKe K=3000 img/s", "LOOK k=200 img/s", "supervised img/s (peer)",
+                "CoKe assignment ms", "assignment / CoKe step"):
+        table.add_column(col, justify="right" if col != "recipe" else "left")
+    for name, (preset, g, _, _, _) in RECIPES.items():
+        small = preset == "vit_tiny"
+        if args.tiny_only and not small:
+            continue
+        batch = args.batch or (64 if device.type == "cuda" or small else 16)
+        iters = (2 if args.quick else 4) if device.type == "cpu" and not small else (3 if args.quick else 10)
+        coke, assign_s = _method_step("coke", preset, g, batch, iters, device, args.precision)
+        look, _ = _method_step("look", preset, g, batch, iters, device, args.precision)
+        sup = supervised_step_speed(preset, g, batch, iters, device, args.precision)
+        step_s = batch / coke
+        table.add_row(name, str(batch), f"{coke:.1f}", f"{look:.1f}", f"{sup:.1f}", f"{assign_s * 1e3:.2f}",
+                      f"{100 * assign_s / step_s:.1f}%")
+    Console().print(table)
+
+
 if __name__ == "__main__":
     main()
+    coke_look_speed()

@@ -37,7 +37,7 @@ def market(tmp_path_factory):
 
 def recipe(method, root, out, **extra):
     """A micro recipe as YAML data: vit_micro at 64x32, 2 epochs, fp32 on CPU."""
-    data = {"method": method, "output_dir": str(out), "precision": "fp32", "device": "cpu", "log_every": 1,
+    data = {"method": method, "output": str(out), "precision": "fp32", "device": "cpu", "log_every": 1,
             "data": {"root": str(root), "batch_size": 4, "num_workers": 0},
             "crops": {"global_size": [64, 32]}, "model": {"preset": "vit_micro", "drop_path_rate": 0.0},
             "head": {"hidden_dim": 32, "out_dim": 16}, "solver": {"epochs": 2, "warmup_epochs": 1, "lr": 0.002}}

@@ -15,7 +15,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 def test_recipe_loads(path):
     from reidkit.methods.pretrain_coke import CoKeConfig
     from reidkit.methods.pretrain_look import LOOKConfig
-    from reidkit.methods.pretrain_loop import recipe_method
+    from reidkit.recipes.pretrain import recipe_method
 
     cls = CFSConfig if path.name.startswith("cfs_lup") or path.name == "cfs_synth_tiny.yaml" else \
         FinetuneConfig if path.name.startswith("cfs_target") else \

@@ -23,10 +23,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from reidkit.data.multicrop import MultiCropConfig
 from reidkit.losses.coke import CoKeLoss, CoKeLossConfig, check_coke_problem
-from reidkit.methods.pretrain_loop import (PretrainModelConfig, PretrainNet, PretrainOptim, ViewsData, build_reid,
-                                           mlp, run_pretraining)
+from reidkit.methods.pretrain_loop import PretrainNet, ViewsRecipe, build_reid, mlp, run_pretraining
 
 
 @dataclass
@@ -37,20 +35,14 @@ class CoKeHead:
 
 
 @dataclass
-class CoKeConfig:
+class CoKeConfig(ViewsRecipe):
+    """The CoKe recipe: the engine's run keys (output, seed, device, precision, ...), data, crops,
+    model, solver (``ViewsRecipe``), and the head and the ``coke`` loss section."""
+
     method: Literal["coke"] = "coke"
-    output_dir: str = "runs/pretrain_coke"
-    data: ViewsData = field(default_factory=ViewsData)
-    crops: MultiCropConfig = field(default_factory=MultiCropConfig)  # the global-crop settings are used
-    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
+    output: str = "runs/pretrain_coke"
     head: CoKeHead = field(default_factory=CoKeHead)
     coke: CoKeLossConfig = field(default_factory=CoKeLossConfig)
-    solver: PretrainOptim = field(default_factory=PretrainOptim)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp16"
-    device: str = "auto"
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 0
 
 
 class CoKeProjection(nn.Module):
@@ -72,7 +64,7 @@ def check_problem(cfg: CoKeConfig, num_images: int, labels) -> None:
     check_coke_problem(num_images, cfg.coke.num_clusters, cfg.coke.min_size_ratio, where="coke")
 
 
-def pretrain_coke(cfg: CoKeConfig, resume: bool = False) -> Path:
+def pretrain_coke(cfg: CoKeConfig, resume: bool = False, force: bool = False) -> Path:
     """Run (or resume) CoKe pre-training; returns the run folder (``last.pt``, ``last.safetensors``, ``log.csv``)."""
 
     def build(n: int, labels):
@@ -88,7 +80,7 @@ def pretrain_coke(cfg: CoKeConfig, resume: bool = False) -> Path:
         return loss, {"dual_max": float(loss_fn.clusterings[0].duals.max()),
                       "smallest_cluster": float(fed.min()) if fed.numel() == sizes.numel() else 0.0}
 
-    return run_pretraining(cfg, "CoKe", resume, lambda n, labels: check_problem(cfg, n, labels), build, step,
+    return run_pretraining(cfg, "CoKe", resume, force, lambda n, labels: check_problem(cfg, n, labels), build, step,
                            end_epoch=lambda loss_fn: loss_fn.end_epoch())
 
 

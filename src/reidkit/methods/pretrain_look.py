@@ -19,10 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reidkit.data.multicrop import MultiCropConfig
 from reidkit.losses.look import LOOKError, LOOKLoss, LOOKLossConfig
-from reidkit.methods.pretrain_loop import (PretrainModelConfig, PretrainNet, PretrainOptim, ViewsData, build_reid,
-                                           mlp, run_pretraining)
+from reidkit.methods.pretrain_loop import PretrainNet, ViewsData, ViewsRecipe, build_reid, mlp, run_pretraining
 
 
 @dataclass
@@ -32,21 +30,16 @@ class LOOKHead:
 
 
 @dataclass
-class LOOKConfig:
+class LOOKConfig(ViewsRecipe):
+    """The LOOK recipe: the engine's run keys, data (a labelled format), crops, model, solver
+    (``ViewsRecipe``), the objective, the head and the ``look`` loss section."""
+
     method: Literal["look"] = "look"
     objective: Literal["look", "ce"] = "look"  # ce: the cross-entropy baseline on the same pipeline
-    output_dir: str = "runs/pretrain_look"
+    output: str = "runs/pretrain_look"
     data: ViewsData = field(default_factory=lambda: ViewsData(format="market1501"))
-    crops: MultiCropConfig = field(default_factory=MultiCropConfig)
-    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
     head: LOOKHead = field(default_factory=LOOKHead)
     look: LOOKLossConfig = field(default_factory=LOOKLossConfig)
-    solver: PretrainOptim = field(default_factory=PretrainOptim)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp16"
-    device: str = "auto"
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 0
 
 
 class LOOKProjection(nn.Module):
@@ -78,7 +71,7 @@ def check_problem(cfg: LOOKConfig, num_images: int, labels) -> None:
         raise LOOKError(f"look.k={cfg.look.k}: need 1 <= k < the number of training images ({num_images})")
 
 
-def pretrain_look(cfg: LOOKConfig, resume: bool = False) -> Path:
+def pretrain_look(cfg: LOOKConfig, resume: bool = False, force: bool = False) -> Path:
     """Run (or resume) LOOK (or CE) pre-training; returns the run folder."""
 
     def build(n: int, labels: torch.Tensor):
@@ -94,7 +87,7 @@ def pretrain_look(cfg: LOOKConfig, resume: bool = False) -> Path:
         extra = {"no_positive": float(loss_fn.no_positive)} if isinstance(loss_fn, LOOKLoss) else {}
         return loss, extra
 
-    return run_pretraining(cfg, "LOOK" if cfg.objective == "look" else "CE", resume,
+    return run_pretraining(cfg, "LOOK" if cfg.objective == "look" else "CE", resume, force,
                            lambda n, labels: check_problem(cfg, n, labels), build, step)
 
 

@@ -7,10 +7,14 @@ holds the plumbing DINO has inline (``pretrain_dino``), reusing its sampler and 
   DINO's multi-crop (seeded by ``(seed, epoch, index)``), ``label`` the relabelled pid (-1 unlabelled);
 * ``PretrainNet``: a reidkit backbone + its pooling, and ``head`` (method-specific; dropped by
   ``export-backbone``, as DINO's head is);
-* ``run_pretraining``: DDP (torchrun, gloo on CPU), AdamW with per-iteration cosine lr, per-parameter
-  clipping, the loss module's state (centres, duals, memories) in ``last.pt``, mid-epoch checkpoints,
-  RNG states of every rank: a run killed with SIGKILL and resumed ends bit-identical to an
-  uninterrupted one. ``last.safetensors`` is the backbone as a reidkit model after every epoch.
+* ``ViewsRecipe``: the recipe both methods share, on the engine's vocabulary (``RunRecipe``: output,
+  seed, device, precision, ...; ``ModelRecipe`` typed model knobs);
+* ``train_one_epoch`` and ``run_pretraining``: the step loop and the short main loop on
+  ``reidkit.engine`` (device/DDP, precision, NaN guard, atomic checksummed state, log, resume with the
+  recipe diff): AdamW with per-iteration cosine lr, per-parameter clipping, the loss module's state
+  (centres, duals, memories) in ``last.pt``, mid-epoch checkpoints, RNG states of every rank: a run
+  killed with SIGKILL and resumed ends bit-identical to an uninterrupted one. ``last.safetensors`` is
+  the backbone as a reidkit model after every epoch.
 """
 from __future__ import annotations
 
@@ -18,21 +22,21 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from reidkit.config import to_dict
-from reidkit.data.multicrop import MultiCrop, MultiCropConfig
+from reidkit.data.multicrop import MultiCrop
+from reidkit.data.multicrop_config import MultiCropConfig
+from reidkit.engine.distributed import barrier, gather_objects, mean_over_ranks, wrap_ddp
+from reidkit.engine.precision import autocast, grad_scaler, maybe_compile, to_device
+from reidkit.engine.recipe import (RENAMED, ModelRecipe, Precision, RecipeError, RunRecipe, check_model,
+                                   check_positive)
+from reidkit.engine.run import Run, start
 from reidkit.methods.optim import cosine_iter_schedule
-from reidkit.methods.pretrain_dino import (ShardedEpochSampler, _dist_info, clip_gradients, param_groups,
-                                           resolve_device)
-from reidkit.methods.training_run import open_run_folder
-from reidkit.utils.checkpoint import CheckpointError, check_finite, load_state, rng_state, save_state, set_rng_state
-from reidkit.utils.metric_log import MetricLog
-from reidkit.utils.progress import make_progress
+from reidkit.methods.pretrain_dino import ShardedEpochSampler, clip_gradients, param_groups
+from reidkit.utils.checkpoint import CheckpointError, rng_state, set_rng_state
 from reidkit.utils.seed import seed_everything
 
 
@@ -47,11 +51,8 @@ class ViewsData:
 
 
 @dataclass
-class PretrainModelConfig:
-    preset: str = "vit_small"      # any reidkit preset (stem / k-NN attention from the preset or overrides)
-    stem: str | None = None
-    drop_path_rate: float = 0.1
-    overrides: dict[str, Any] = field(default_factory=dict)
+class PretrainModelConfig(ModelRecipe):
+    """The backbone: a preset plus typed knobs; ``img_size`` defaults to ``crops.global_size``."""
 
 
 @dataclass
@@ -64,18 +65,36 @@ class PretrainOptim:
     clip_grad: float = 3.0         # per-parameter clip; 0 disables
 
 
-METHODS = ("dino", "coke", "look")
+@dataclass
+class ViewsRecipe(RunRecipe):
+    """What the CoKe and LOOK recipes share (each adds ``method``, ``head`` and its loss section)."""
 
+    RENAMED: ClassVar[dict[str, str]] = RENAMED
+    precision: Precision = "fp16"
+    log_every: int = 10
+    checkpoint_every: int = 0      # iterations between mid-epoch checkpoints (0: end of epoch only)
+    data: ViewsData = field(default_factory=ViewsData)
+    crops: MultiCropConfig = field(default_factory=MultiCropConfig)  # the global-crop settings are used
+    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
+    solver: PretrainOptim = field(default_factory=PretrainOptim)
 
-def recipe_method(recipe: str | Path, overrides: list[str] | None = None) -> str:
-    """The ``method:`` of a pre-training recipe (after ``_base_`` and ``method=...`` overrides); dino when absent."""
-    from reidkit.config import ConfigError, _read_yaml, apply_overrides
+    def check_recipe(self) -> None:
+        """What can be checked without torch or data (also run by ``load_config``)."""
+        self.check_run()
+        self.model.check()
+        check_positive(**{"data.batch_size": self.data.batch_size, "solver.epochs": self.solver.epochs})
+        if not 1 <= self.data.num_views <= 2:
+            raise RecipeError(f"data.num_views={self.data.num_views}: 1 (single view) or 2 (two global crops)")
+        if self.model.weights:
+            raise RecipeError("model.weights: pre-training starts from random weights; drop model.weights")
+        if self.checkpoint_every < 0:
+            raise RecipeError(f"checkpoint_every={self.checkpoint_every} must be >= 0")
 
-    data = apply_overrides(_read_yaml(Path(recipe)), [o for o in overrides or [] if o.startswith("method=")])
-    method = str(data.get("method", "dino"))
-    if method not in METHODS:
-        raise ConfigError(f"{recipe}: method: {method!r} is not a pre-training method; use one of {', '.join(METHODS)}")
-    return method
+    def check(self, world: int) -> None:
+        self.check_recipe()
+        if not self.data.root:
+            raise RecipeError("data.root is empty: give the dataset folder")
+        check_model(self.model, tuple(self.model.img_size or self.crops.global_size))
 
 
 def load_pool(data: ViewsData) -> tuple[list[str], torch.Tensor | None]:
@@ -155,160 +174,144 @@ def build_reid(model: PretrainModelConfig, img_size: tuple[int, int]):
     """The reidkit model whose backbone is pre-trained, and the config that rebuilds it for fine-tuning."""
     from reidkit.models import build_model
 
-    kw = dict(model.overrides, img_size=tuple(img_size))
-    if model.stem is not None:
-        kw["stem"] = model.stem
-    reid = build_model(model.preset, num_classes=0, drop_path_rate=model.drop_path_rate, **kw)
+    kw = model.knobs()
+    kw["img_size"] = tuple(model.img_size or img_size)
+    reid = build_model(model.preset, num_classes=0, **kw)
     config = dict(reid.config)
     config["drop_path_rate"] = 0.1  # a sensible default for the fine-tuning that follows
     return reid, config
 
 
-StepFn = Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
+@dataclass
+class Trainer:
+    """What ``train_one_epoch`` steps: the network (+ its DDP wrapper), the loss module, the optimiser."""
+
+    net: PretrainNet
+    net_ddp: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler    # enabled for fp16 only
+    lr: Any                        # (epochs * iters,) array
+    iters: int
+    step: Callable[..., tuple[torch.Tensor, dict[str, float]]]  # (net_ddp, loss_fn, views, index, labels, epoch)
 
 
-def run_pretraining(cfg: Any, name: str, resume: bool, check: Callable[[int, torch.Tensor | None], None],
+def train_one_epoch(run: Run, t: Trainer, loader, epoch: int, skip: int, progress, task, name: str,
+                    save: Callable[[int, int, bool], None]) -> tuple[int, float]:
+    """One epoch from iteration ``skip`` on; returns (images seen, seconds)."""
+    cfg, s, device = run.cfg, run.cfg.solver, run.device
+    t.net.train()
+    t0, seen, sums, n_rows = time.perf_counter(), 0, {}, 0
+    for i, (views, index, labels) in enumerate(loader, start=skip):
+        it = epoch * t.iters + i
+        for group in t.optimizer.param_groups:
+            group["lr"] = float(t.lr[it])
+        views, index, labels = to_device(views, device), to_device(index, device), to_device(labels, device)
+        with autocast(device, run.amp):
+            loss, extra = t.step(t.net_ddp, t.loss_fn, views, index, labels, epoch)
+        run.guard(loss, f"epoch {epoch}, iteration {i}", "Lower solver.lr or raise solver.warmup_epochs.")
+        t.optimizer.zero_grad(set_to_none=True)
+        t.scaler.scale(loss).backward()  # the scaler is disabled (a pass-through) unless fp16
+        t.scaler.unscale_(t.optimizer)
+        if s.clip_grad > 0:
+            clip_gradients(t.net, s.clip_grad)
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        seen += views[0].shape[0] * run.dist.world
+        for k, v in {"loss": mean_over_ranks(loss, run.dist).item(), **extra}.items():
+            sums[k] = sums.get(k, 0.0) + v
+        n_rows += 1
+        progress.advance(task)
+        done = i + 1
+        if done % cfg.log_every == 0 or done == t.iters:
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            run.log_row(it + 1, epoch=epoch, lr=float(t.lr[it]), images_per_s=seen / elapsed,
+                        **{k: v / n_rows for k, v in sums.items()})
+            progress.update(task, description=f"{name} epoch {epoch + 1}/{s.epochs} loss {sums['loss'] / n_rows:.3f}")
+            sums, n_rows = {}, 0
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < t.iters:
+            save(epoch, done, False)
+    return seen, time.perf_counter() - t0
+
+
+def run_pretraining(cfg: ViewsRecipe, name: str, resume: bool, force: bool,
+                    check: Callable[[int, torch.Tensor | None], None],
                     build: Callable[[int, torch.Tensor | None], tuple[PretrainNet, nn.Module, dict]],
                     step: Callable[..., tuple[torch.Tensor, dict[str, float]]],
                     end_epoch: Callable[[nn.Module], None] = lambda loss: None) -> Path:
-    """The loop of a pre-training method whose recipe has ``output_dir, data (ViewsData), crops,
-    model, solver (PretrainOptim), precision, device, seed, log_every, checkpoint_every``.
+    """The main loop of a pre-training method. ``check(n, labels)`` validates the problem on the parsed
+    data before the run folder is opened; ``build(n, labels)`` returns ``(net, loss_module,
+    model_config)``; ``step`` runs one forward + loss; ``end_epoch(loss_module)`` after each epoch."""
+    from reidkit.models import ReIDModel
 
-    ``check(n, labels)`` validates the problem before any model is built; ``build(n, labels)`` returns
-    ``(net, loss_module, model_config)``; ``step(net_ddp, loss_module, views, index, labels, epoch)``
-    returns ``(loss, extra metrics)``; ``end_epoch(loss_module)`` runs after each epoch.
-    """
-    from reidkit.models import ReIDModel, save_model
-
-    rank, world, local_rank = _dist_info()
-    device = resolve_device(cfg.device, local_rank)
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision 'fp16' needs a CUDA GPU; use precision=bf16 or precision=fp32 on CPU")
     paths, labels = load_pool(cfg.data)
-    check(len(paths), labels)  # named errors before any heavy work
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    out = Path(cfg.output_dir)
-    ckpt_path = open_run_folder(out, cfg, resume, write=rank == 0)
-    seed_everything(cfg.seed)
+    check(len(paths), labels)  # named errors before any run folder, model or process group
+    run = start(cfg, resume, force, ValueError, tensorboard=False)
+    d, device = run.dist, run.device
     pool = ViewPool(paths, labels, cfg.crops, cfg.data.num_views, seed=cfg.seed)
-    sampler = ShardedEpochSampler(len(pool), cfg.data.batch_size, rank, world, seed=cfg.seed)
+    sampler = ShardedEpochSampler(len(pool), cfg.data.batch_size, d.rank, d.world, seed=cfg.seed)
     iters = sampler.batches_per_epoch
     if iters == 0:
         raise ValueError(f"the dataset has {len(pool)} images, fewer than one global batch "
-                         f"({cfg.data.batch_size} x {world}); lower data.batch_size")
+                         f"({cfg.data.batch_size} x {d.world}); lower data.batch_size")
     loader = torch.utils.data.DataLoader(pool, batch_size=cfg.data.batch_size, sampler=sampler,
                                          num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
                                          drop_last=True)
-    net, loss_module, model_config = build(len(pool), labels)
-    seed_everything(cfg.seed + rank)
-    if world > 1 and device.type == "cuda":
+    net, loss_fn, model_config = build(len(pool), labels)
+    seed_everything(cfg.seed + d.rank)  # then each rank its own drop-path noise
+    if d.world > 1 and device.type == "cuda":
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    net.to(device), loss_module.to(device)
-    net_ddp = nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if device.type == "cuda"
-                                                  else None) if world > 1 else net
-    s = cfg.solver
-    optimizer = torch.optim.AdamW(param_groups(net), weight_decay=s.weight_decay)
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-    global_batch = cfg.data.batch_size * world
-    lr_schedule = cosine_iter_schedule(s.lr * global_batch / 256, s.min_lr, s.epochs, iters, s.warmup_epochs)
+    net.to(device), loss_fn.to(device)
+    s, global_batch = cfg.solver, cfg.data.batch_size * d.world
+    t = Trainer(net, maybe_compile(wrap_ddp(net, d, device), cfg.compile), loss_fn,
+                torch.optim.AdamW(param_groups(net), weight_decay=s.weight_decay),
+                grad_scaler(run.amp),
+                cosine_iter_schedule(s.lr * global_batch / 256, s.min_lr, s.epochs, iters, s.warmup_epochs),
+                iters, step)
 
     start_epoch, start_iter = 0, 0
-    if resume:
-        state = load_state(ckpt_path, map_location=device)
-        net.load_state_dict(state["model"])
-        loss_module.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, start_iter = int(state["epoch"]), int(state["iter_in_epoch"])
+    state = run.restore(map_location=device)
+    if state is not None:
         was = (state.get("iters_per_epoch"), state.get("global_batch"))
         if was != (iters, global_batch):
-            raise CheckpointError(f"{ckpt_path}: the run had {was[0]} iterations per epoch of {was[1]} images, "
-                                  f"now {iters} of {global_batch}; resume with the same data, batch size and "
-                                  "number of processes")
-        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-    log = MetricLog(out / "log.csv", tensorboard=False) if rank == 0 else None
-    if log is not None:
-        log.truncate_after(start_epoch * iters + start_iter)
+            raise CheckpointError(f"{run.state_path}: the run had {was[0]} iterations per epoch of {was[1]} "
+                                  f"images, now {iters} of {global_batch}; resume with the same data, batch size "
+                                  "and number of processes")
+        net.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            t.scaler.load_state_dict(state["scaler"])
+        start_epoch, start_iter = int(state["epoch"]), int(state["iter_in_epoch"])
+        set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
+        run.say(f"resumed {run.out} at epoch {start_epoch + 1}, iteration {start_iter + 1}")
+    run.resume_log(start_epoch * iters + start_iter, None)
 
     def save(epoch: int, iter_in_epoch: int, final_of_epoch: bool) -> None:
-        rngs = [rng_state()]
-        if world > 1:
-            gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
-        if rank != 0:
-            return
-        save_state(ckpt_path, {"model": net.state_dict(), "loss": loss_module.state_dict(),
-                               "optimizer": optimizer.state_dict(),
-                               "scaler": scaler.state_dict() if scaler is not None else {},
-                               "epoch": epoch, "iter_in_epoch": iter_in_epoch, "rng": rngs, "method": name,
-                               "iters_per_epoch": iters, "global_batch": global_batch,
-                               "config": to_dict(cfg), "model_config": model_config})
-        if final_of_epoch:
+        if final_of_epoch and d.main:  # exported BEFORE the RNG is captured: building the model draws from it
             reid = ReIDModel.from_config(model_config)
             reid.backbone.load_state_dict(net.backbone.state_dict())
-            save_model(reid, out / "last.safetensors")
+            run.publish(reid, "last.safetensors")
+        rngs = gather_objects(rng_state(), d)
+        run.save({"model": net.state_dict(), "loss": loss_fn.state_dict(), "optimizer": t.optimizer.state_dict(),
+                  "scaler": t.scaler.state_dict(), "epoch": epoch,
+                  "iter_in_epoch": iter_in_epoch, "rng": rngs, "method": name, "iters_per_epoch": iters,
+                  "global_batch": global_batch, "model_config": model_config})
 
-    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    with make_progress(transient=False) as progress:
+    with run.progress() as progress:
         task = progress.add_task(f"{name} pre-training", total=s.epochs * iters,
                                  completed=start_epoch * iters + start_iter)
         for epoch in range(start_epoch, s.epochs):
             skip = start_iter if epoch == start_epoch else 0
             pool.set_epoch(epoch)
             sampler.set_epoch(epoch, skip)
-            net.train()
-            t0, seen, sums, n_rows = time.perf_counter(), 0, {}, 0
-            for i, (views, index, batch_labels) in enumerate(loader, start=skip):
-                it = epoch * iters + i
-                for group in optimizer.param_groups:
-                    group["lr"] = float(lr_schedule[it])
-                views = [v.to(device, non_blocking=True) for v in views]
-                index, batch_labels = index.to(device), batch_labels.to(device)
-                with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                    loss, extra = step(net_ddp, loss_module, views, index, batch_labels, epoch)
-                check_finite(loss, f"epoch {epoch}, iteration {i}")
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is None:
-                    loss.backward()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                if s.clip_grad > 0:
-                    clip_gradients(net, s.clip_grad)
-                if scaler is None:
-                    optimizer.step()
-                else:
-                    scaler.step(optimizer)
-                    scaler.update()
-                seen += views[0].shape[0] * world
-                value = loss.detach().float()
-                if world > 1:
-                    dist.all_reduce(value)
-                    value /= world
-                for k, v in {"loss": value.item(), **extra}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n_rows += 1
-                progress.advance(task)
-                done = i + 1
-                if log is not None and (done % cfg.log_every == 0 or done == iters):
-                    elapsed = max(time.perf_counter() - t0, 1e-9)
-                    log.log(it + 1, epoch=epoch, lr=float(lr_schedule[it]), images_per_s=seen / elapsed,
-                            **{k: v / n_rows for k, v in sums.items()})
-                    sums, n_rows = {}, 0
-                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < iters:
-                    save(epoch, done, final_of_epoch=False)
-            end_epoch(loss_module)
-            save(epoch + 1, 0, final_of_epoch=True)
-            if rank == 0:
-                progress.console.print(f"{name} epoch {epoch + 1}/{s.epochs}  "
-                                       f"{seen / max(time.perf_counter() - t0, 1e-9):.1f} img/s", highlight=False)
-    if world > 1:
-        dist.barrier()
-    return out
+            seen, elapsed = train_one_epoch(run, t, loader, epoch, skip, progress, task, name, save)
+            end_epoch(loss_fn)
+            save(epoch + 1, 0, True)
+            run.say(f"{name} epoch {epoch + 1}/{s.epochs}  {seen / max(elapsed, 1e-9):.1f} img/s")
+    barrier(d)
+    return run.out
 
 
-__all__ = ["METHODS", "recipe_method", "ViewsData", "PretrainModelConfig", "PretrainOptim", "ViewPool", "PretrainNet", "mlp", "build_reid",
-           "load_pool", "run_pretraining"]
+__all__ = ["ViewsData", "ViewsRecipe", "PretrainModelConfig", "PretrainOptim", "ViewPool", "PretrainNet", "mlp",
+           "build_reid", "load_pool", "Trainer", "train_one_epoch", "run_pretraining"]
