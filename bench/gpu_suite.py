@@ -15,8 +15,8 @@ Rows (ViT-S/16 256x128 unless --tiny; img/s, higher is better; "x peer" = ours /
   extract    model alone bf16 (batch 256 eager, 1024 compiled); `extract_features` on JPEG files,
              device decode vs PIL decode (W workers)
   k-NN attn  vit_small with k = 50% in every block (fused path, and the reference) vs dense SDPA
-  rerank / cluster  rows from bench/rerank_speed.py and bench/cluster_speed.py when they expose
-             ``suite_rows(device, tiny)``, else "not available"
+  rerank / cluster  k-reciprocal (Market- and MSMT17-sized), GCR and QE (MSMT17-sized), and USL
+             clustering of 100,000 features, from bench/rerank_speed.py and bench/cluster_speed.py
 Rows that fail print their error and the suite goes on; a row not started before --budget seconds
 is skipped. Figures are throughput on synthetic JPEGs / random tensors; no accuracy is measured.
 """
@@ -324,16 +324,27 @@ class Suite:
                  f"time {d / r:.2f}x dense")
 
     def helpers(self):
-        for name in ("rerank_speed", "cluster_speed"):
-            try:
-                mod = __import__(name)
-                rows = mod.suite_rows(str(self.device), self.args.tiny)
-            except (ImportError, AttributeError):
-                self.rows.append((name, "not available", None, "", None, ""))
-                print(f"  {name}: not available", flush=True)
-                continue
-            for stage, what, ours, peer_name, peer, note in rows:
-                self.row(stage, what, ours, peer_name, peer, note)
+        """Re-ranking and USL clustering rows from the benches that own them (``run_gpu_rows``): the rate
+        column is features/s (N / seconds); targets of issue 14 in the note."""
+        import cluster_speed
+        import rerank_speed
+
+        targets = {"kreciprocal market": 1.0, "kreciprocal msmt": 10.0, "gcr msmt": 10.0}
+        if self.args.tiny:
+            rr = rerank_speed.run_gpu_rows(str(self.device), cases=(("market", "kreciprocal"),), scale=0.05)
+            cl = cluster_speed.run_gpu_rows(str(self.device), sizes=(2_000,), dim=64)
+        else:
+            rr = rerank_speed.run_gpu_rows(str(self.device))
+            cl = cluster_speed.run_gpu_rows(str(self.device), sizes=(100_000,))
+        for r in rr:
+            goal = targets.get(r["case"])
+            self.row("rerank", f"{r['case']} N={r['N']:,}", r["N"] / r["seconds"], "", None,
+                     f"{r['seconds']:.2f} s, device peak {r['device_peak_gib']:.2f} GiB"
+                     + (f" (target <= {goal:.0f} s)" if goal else ""))
+        for r in cl:
+            self.row("cluster", r["case"], r["N"] / r["seconds"], "", None,
+                     f"{r['seconds']:.2f} s (graph {r['graph_seconds']:.2f} + DBSCAN {r['dbscan_seconds']:.2f}), "
+                     f"{r['clusters']} clusters (target <= 5 s at 100k)")
 
 
 class _Pool(torch.utils.data.Dataset):
