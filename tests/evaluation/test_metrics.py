@@ -314,3 +314,18 @@ def test_non_finite_or_too_large_features_are_refused():
     huge = feats * np.float32(1e20)
     with pytest.raises(DistanceError, match="too large for float32 euclidean"):
         evaluate(query=fs, gallery=FeatureSet(huge, fs.pids, fs.camids), metric="euclidean")
+
+
+def test_no_valid_query_advice_never_suggests_the_protocol_in_use():
+    """issue 16 item 8: under no-camera, "use protocol 'no-camera'" is self-contradictory advice."""
+    rng = np.random.default_rng(0)
+    q = FeatureSet(torch.as_tensor(rng.normal(size=(3, 4)), dtype=torch.float32),
+                   np.array([0, 1, 2]), np.array([0, 0, 0]), [f"q{i}.jpg" for i in range(3)])
+    g = FeatureSet(torch.as_tensor(rng.normal(size=(3, 4)), dtype=torch.float32),
+                   np.array([5, 6, 7]), np.array([1, 1, 1]), [f"g{i}.jpg" for i in range(3)])
+    with pytest.raises(MetricError) as info:
+        evaluate(query=q, gallery=g, protocol="no-camera", max_rank=3)
+    assert "no-camera'" in str(info.value) and "use protocol" not in str(info.value)
+    assert "identity" in str(info.value)
+    with pytest.raises(MetricError, match="use protocol 'no-camera'"):
+        evaluate(query=q, gallery=g, protocol="market", max_rank=3)

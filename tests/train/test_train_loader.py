@@ -57,3 +57,33 @@ def test_ema_follows_the_formula():
     assert warm.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
     with pytest.raises(ValueError):
         ModelEMA(net, decay=1.0)
+
+
+def test_per_sample_seeding_touches_only_the_cpu_generator(monkeypatch):
+    """torch.manual_seed also (lazily) seeds CUDA/XPU/MPS: 1-20 ms a call on a CUDA build, and it would
+    reseed the CUDA RNG, which fork_rng(devices=[]) leaves changed. The draws are those of torch.manual_seed."""
+    from torch.utils.data import Dataset
+
+    from reidkit.data.train_loader import SeededSamples
+
+    class Draw(Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return torch.rand(3), torch.randint(0, 1000, (2,))
+
+    want = []
+    for seed in (0, 7, 2**40 + 5):
+        torch.manual_seed(seed)
+        want.append((torch.rand(3), torch.randint(0, 1000, (2,))))
+    calls = []
+    monkeypatch.setattr(torch, "manual_seed", lambda s: calls.append(s))
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: calls.append(s))
+    torch.default_generator.manual_seed(123)
+    before = torch.get_rng_state()
+    got = [SeededSamples(Draw())[(1, seed)] for seed in (0, 7, 2**40 + 5)]
+    assert calls == []
+    assert torch.equal(torch.get_rng_state(), before)
+    for (a, b), (x, y) in zip(got, want):
+        assert torch.equal(a, x) and torch.equal(b, y)

@@ -31,8 +31,28 @@ def test_unsafe_or_missing_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_state(tmp_path / "none.pt")
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="safely"):
+    with pytest.raises(CheckpointError, match="contains code"):
         load_state(tmp_path / "evil.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="safely"):
+        load_state(tmp_path / "junk.pt")
+
+
+class _Shell:
+    def __reduce__(self):
+        import os
+        return os.system, ("echo should-never-run",)
+
+
+def test_unsafe_training_state_message_is_the_plain_one(tmp_path):
+    """issue 16 item 9: the same plain sentence as models/checkpoints.py, naming the blocked global."""
+    torch.save({"model": {"w": torch.zeros(1)}, "obj": _Shell()}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_state(tmp_path / "last.pt")
+    msg = str(info.value)
+    assert "this file contains code (posix.system); refusing; re-save the state_dict from a trusted " \
+           "environment" in msg
+    assert "weights_only=False" not in msg and "\n" not in msg
 
 
 def test_every_state_carries_a_checksum_and_a_flipped_byte_is_refused(tmp_path):

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from reidkit.cli.common import console, run_recipe, user_errors
+from reidkit.cli.common import console, finish_run, run_recipe, user_errors
 
 
 def adapt_command(
@@ -17,6 +17,8 @@ def adapt_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report (CMC, training "
+                                "curves, ranked lists) into the run folder at the end."),
 ) -> None:
     """Unsupervised (mode=usl) or domain-adaptive (mode=uda) re-ID by clustering (cluster-contrast):
     per epoch extract -> sparse k-reciprocal Jaccard -> DBSCAN -> cluster memory -> train."""
@@ -31,8 +33,8 @@ def adapt_command(
                          print_config=print_config, what="adaptation")
         if run is None:
             return
-        console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt, best/last.safetensors, "
-                      "summary.json)")
+        finish_run(run, ("config.yaml", "log.csv", "last.pt", "best.safetensors", "last.safetensors",
+                   "summary.json"), report=report)
 
 
 def register(app: typer.Typer) -> None:

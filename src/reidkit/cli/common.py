@@ -59,3 +59,23 @@ def run_recipe(config_cls: type, run: Callable[..., Path], recipe: Path, overrid
             raise
         err_console.print(f"[bold red]{what} stopped:[/] {e}", highlight=False)
         raise typer.Exit(code=3) from None
+
+
+def finish_run(run: Path, files: tuple[str, ...], report: bool = True) -> None:
+    """End of ``train``/``adapt``: on rank 0, write the HTML report into the run folder (a failure is a
+    warning: the run itself is finished and kept), then name the run folder and the files it holds."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # torchrun: one report and one message, from rank 0
+        return
+    if report:
+        try:
+            from reidkit.report.run_report import write_run_report
+
+            page = write_run_report(run)
+            console.print(f"report: [bold]{page}[/]", highlight=False)
+        except Exception as e:  # noqa: BLE001 - the report must never lose a finished run
+            err_console.print(f"[yellow]warning:[/] report not written ({type(e).__name__}: {e}); the run is "
+                              f"complete; rebuild it with `reidkit report {run}`", highlight=False, soft_wrap=True)
+    listed = ", ".join(n for n in files if (run / n).is_file())  # best.safetensors only when it exists
+    console.print(f"run folder: [bold]{run}[/] ({listed})", highlight=False)

@@ -93,9 +93,18 @@ def eval_command(
         advice = _unlabelled_advice(query, gallery, query_features, gallery_features)
         if advice:
             raise ValueError(advice)
-        proto = resolve_protocol(protocol.value, query, gallery)
         params = rerank_params(rerank.value, k1, k2, lam, beta1, beta2, scale, rounds, gcr_mode, pvg,
                                pvg_lambda, qe_k, qe_alpha, qe_times)
+        from reidkit.evaluation.video import kind_of
+
+        if kind_of(query) != "images" or kind_of(gallery) != "images":  # files of `reidkit extract-video`
+            if report is not None:
+                raise ValueError("--report: not available for tracklet/frame feature files; evaluate them "
+                                 "without --report")
+            _eval_video(query, gallery, query_features, gallery_features, rerank.value, params, metric.value,
+                        max_rank, as_json)
+            return
+        proto = resolve_protocol(protocol.value, query, gallery)
         start = time.perf_counter()
         distmat, query, gallery = apply_rerank(rerank.value, query, gallery, metric=metric.value, **params)
         rerank_s = time.perf_counter() - start
@@ -127,6 +136,28 @@ def eval_command(
         _warn_unmatched(res, query, gallery, query_features, gallery_features, proto)
         if page is not None:
             console.print(f"report: [bold]{page}[/]", highlight=False)
+
+
+def _eval_video(query, gallery, qpath, gpath, rerank, params, metric, max_rank, as_json) -> None:
+    """Tracklet / frame feature files: the video protocols (mode from the files' kinds, MARS rules);
+    ``--rerank gcr`` uses tracklet profile vectors."""
+    from reidkit.evaluation.video import evaluate_video
+
+    if rerank not in ("none", "gcr"):
+        raise ValueError(f"--rerank {rerank}: video feature files support none or gcr (tracklet profiles)")
+    start = time.perf_counter()
+    res = evaluate_video(query, gallery, rerank=rerank, gcr_overrides=params, metric=metric, max_rank=max_rank)
+    seconds = time.perf_counter() - start
+    proto = f"video {res['mode']} (MARS rules)"
+    if as_json:
+        typer.echo(json.dumps({"mAP": res["mAP"], "mINP": res["mINP"], "cmc": [float(c) for c in res["cmc"]],
+                               "num_valid_queries": res["num_valid_queries"],
+                               "num_skipped_queries": res["num_skipped_queries"],
+                               "num_queries_absent": res["num_queries_absent"], "protocol": proto,
+                               "mode": res["mode"], "metric": metric, "rerank": rerank, "rerank_params": params,
+                               "seconds": round(seconds, 4)}))
+        return
+    _print_table(res, qpath, gpath, proto, metric, rerank, params, seconds, seconds, len(query), len(gallery))
 
 
 def _print_table(res, qpath, gpath, proto, metric, rerank, params, rerank_s, seconds, n_q, n_g) -> None:

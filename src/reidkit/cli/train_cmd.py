@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from reidkit.cli.common import console, run_recipe, user_errors
+from reidkit.cli.common import finish_run, run_recipe, user_errors
 
 
 def train_command(
@@ -17,6 +17,8 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report (CMC, training "
+                                "curves, ranked lists) into the run folder at the end."),
 ) -> None:
     """Fine-tune a ReID model (TransReID-SSL recipe by default). Multi-GPU: `torchrun --nproc_per_node=4
     -m reidkit.cli.main train ...`."""
@@ -31,7 +33,7 @@ def train_command(
                          force=force, print_config=print_config, what="training")
         if run is None:
             return
-        console.print(f"run folder: [bold]{run}[/] (config.yaml, log.csv, last.pt, best/last.safetensors)")
+        finish_run(run, ("config.yaml", "log.csv", "last.pt", "best.safetensors", "last.safetensors"), report=report)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,7 +32,7 @@ CacheMode = Literal["auto", "memory", "none"]
 
 
 class SeededSamples(Dataset):
-    """``dataset[(index, seed)]`` = ``dataset[index]`` with torch's RNG seeded by ``seed`` for that
+    """``dataset[(index, seed)]`` = ``dataset[index]`` with torch's CPU RNG seeded by ``seed`` for that
     sample only (the caller's RNG state is restored, so the main process is not disturbed)."""
 
     def __init__(self, dataset: Dataset):
@@ -46,7 +46,10 @@ class SeededSamples(Dataset):
             return self.dataset[item]
         index, seed = item
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # the CPU generator only, the one the augmentation draws from (same draws as torch.manual_seed):
+            # torch.manual_seed also queues lazy CUDA/XPU/MPS seeding, 1-20 ms per call on a CUDA build,
+            # and would reseed the CUDA RNG, which fork_rng(devices=[]) does not restore
+            torch.default_generator.manual_seed(int(seed))
             return self.dataset[index]
 
 

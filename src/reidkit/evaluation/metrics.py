@@ -399,8 +399,13 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
     valid = ~torch.isnan(ap)
     n_valid = int(valid.sum())
     if n_valid == 0:
+        if protocol == "no-camera":  # never advise the protocol already in use (issue 16 item 8)
+            advice = ("check that the query and gallery carry identity labels (pid >= 0) from the same "
+                      "dataset, and that each query's identity has another image in the gallery")
+        else:
+            advice = "check pids/camids, or use protocol 'no-camera' when the camera ids are unknown"
         raise MetricError(f"no query has a valid gallery match under protocol {protocol!r} "
-                          f"({n_q} queries skipped); check pids/camids or use protocol 'no-camera'")
+                          f"({n_q} queries skipped); {advice}")
     out = {
         "mAP": float(ap[valid].mean()),
         "mINP": float(inp[valid].mean()),

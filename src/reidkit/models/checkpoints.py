@@ -31,6 +31,7 @@ from torch import nn
 
 from reidkit.models.vit import ReIDViT, infer_grid, resize_pos_embed
 from reidkit.utils.checkpoint import CheckpointError  # one error class for every checkpoint (re-exported)
+from reidkit.utils.checkpoint import unsafe_load_message  # noqa: F401  (re-exported)
 
 
 # Keys dropped on purpose, with the reason shown in the report.
@@ -107,26 +108,6 @@ def read_checkpoint(path: str | Path) -> dict:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for unsafe pickles, RuntimeError for non-zip files ...
         raise CheckpointError(unsafe_load_message(path, e)) from None
-
-
-_BLOCKED_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
-
-
-def unsafe_load_message(path: str | Path, exc: BaseException) -> str:
-    """One plain sentence for a file that ``torch.load(weights_only=True)`` refused.
-
-    A pickle that names a callable (``posix.system``, ``builtins.eval``, a class) carries code:
-    say which and refuse, without torch's hint to retry with ``weights_only=False``. Anything
-    else (not a zip, truncated) is reported with torch's own last line.
-    """
-    text = str(exc)
-    found = _BLOCKED_GLOBAL.search(text)
-    if found:
-        return (f"{path}: this file contains code ({found.group(1)}); refusing; re-save the state_dict "
-                "from a trusted environment (torch.save(model.state_dict()) or safetensors)")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
-    reason = lines[-1] if lines else type(exc).__name__
-    return f"{path}: not a readable PyTorch checkpoint ({reason})"
 
 
 def unwrap(obj, which: str = "teacher") -> tuple[dict[str, torch.Tensor], str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,26 @@ def save_state(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(full, tmp), size=_nbytes(body) + (1 << 20))
 
 
+_BLOCKED_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
+
+
+def unsafe_load_message(path: str | Path, exc: BaseException) -> str:
+    """One plain sentence for a file that ``torch.load(weights_only=True)`` refused.
+
+    A pickle that names a callable (``posix.system``, ``builtins.eval``, a class) carries code:
+    say which and refuse, without torch's hint to retry with ``weights_only=False``. Anything
+    else (not a zip, truncated) is reported with torch's own last line.
+    """
+    text = str(exc)
+    found = _BLOCKED_GLOBAL.search(text)
+    if found:
+        return (f"{path}: this file contains code ({found.group(1)}); refusing; re-save the state_dict "
+                "from a trusted environment (torch.save(model.state_dict()) or safetensors)")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    reason = lines[-1] if lines else type(exc).__name__
+    return f"{path}: not a readable PyTorch checkpoint ({reason})"
+
+
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a training state safely and verify its checksum (states written before checksums load as they are)."""
     path = Path(path)
@@ -81,6 +102,8 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
+        if _BLOCKED_GLOBAL.search(str(e)):  # a pickle that carries code: say so plainly
+            raise CheckpointError(unsafe_load_message(path, e)) from None
         raise CheckpointError(f"{path}: cannot read checkpoint safely ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); the file is damaged or not a "
                               "reidkit training state") from None
