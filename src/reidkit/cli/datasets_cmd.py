@@ -87,6 +87,30 @@ def check(
             raise typer.Exit(code=1)
 
 
+def print_problems(ds, errors: list[str], warnings: list[str], corrupt: list | None, bad_list, unit: str) -> None:
+    """The notes, errors and warnings of a parsed dataset, then (``corrupt`` not None: images were decoded)
+    the corrupt files, at most MAX_LISTED of them; shared by the image and the tracklet reports."""
+    for note in getattr(ds, "notes", []):
+        console.print(f"[dim]note:[/] {note}", highlight=False)
+    for msg in errors:
+        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    for msg in warnings:
+        console.print(f"[yellow]warning:[/] {msg}", highlight=False)
+    if corrupt is None:
+        return
+    if not corrupt:
+        console.print(f"[green]all {unit}s decode[/]")
+        return
+    console.print(f"[bold red]{len(corrupt)} corrupt {unit}(s):[/]", highlight=False)
+    for p, problem in corrupt[:MAX_LISTED]:
+        console.print(f"  {p}: {problem}", highlight=False)
+    if len(corrupt) > MAX_LISTED:
+        console.print(f"  ... and {len(corrupt) - MAX_LISTED} more"
+                      + ("" if bad_list else " (save all with --bad-list FILE)"))
+    if bad_list:
+        console.print(f"all corrupt paths written to {bad_list}")
+
+
 def _print_report(ds, stats, errors, warnings, corrupt, verified: bool, bad_list: Path | None) -> None:
     from rich.table import Table
 
@@ -99,24 +123,7 @@ def _print_report(ds, stats, errors, warnings, corrupt, verified: bool, bad_list
             continue
         table.add_row(split, "-" if unlabelled else str(ids), str(images), "-" if unlabelled else str(cams))
     console.print(table)
-    for note in getattr(ds, "notes", []):
-        console.print(f"[dim]note:[/] {note}", highlight=False)
-    for msg in errors:
-        console.print(f"[bold red]error:[/] {msg}", highlight=False)
-    for msg in warnings:
-        console.print(f"[yellow]warning:[/] {msg}", highlight=False)
-    if verified:
-        if corrupt:
-            console.print(f"[bold red]{len(corrupt)} corrupt image(s):[/]", highlight=False)
-            for p, problem in corrupt[:MAX_LISTED]:
-                console.print(f"  {p}: {problem}", highlight=False)
-            if len(corrupt) > MAX_LISTED:
-                console.print(f"  ... and {len(corrupt) - MAX_LISTED} more"
-                              + ("" if bad_list else " (save all with --bad-list FILE)"))
-            if bad_list:
-                console.print(f"all corrupt paths written to {bad_list}")
-        else:
-            console.print("[green]all images decode[/]")
+    print_problems(ds, errors, warnings, corrupt if verified else None, bad_list, "image")
     if not errors and not warnings and not corrupt:
         console.print("[green]no problems found[/]")
 

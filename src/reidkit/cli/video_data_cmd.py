@@ -10,7 +10,6 @@ import typer
 
 from reidkit.cli.common import console, user_errors
 
-MAX_LISTED = 50  # corrupt frames printed; --bad-list saves all of them
 
 
 def mot_to_tracklets(
@@ -114,22 +113,9 @@ def check_tracklets(ds, *, as_json: bool, verify_images: bool, workers: int, bad
         for s, ids, n, cams, frames, lo, mean, hi in rows:
             table.add_row(s, str(ids), str(n), str(frames), str(cams), f"{lo} / {mean:.1f} / {hi}" if n else "-")
         console.print(table)
-        for note in getattr(ds, "notes", []):
-            console.print(f"[dim]note:[/] {note}", highlight=False)
-        for msg in errors:
-            console.print(f"[bold red]error:[/] {msg}", highlight=False)
-        for msg in warnings:
-            console.print(f"[yellow]warning:[/] {msg}", highlight=False)
-        if verify_images:
-            if corrupt:
-                console.print(f"[bold red]{len(corrupt)} corrupt frame(s):[/]", highlight=False)
-                for p, problem in corrupt[:MAX_LISTED]:
-                    console.print(f"  {p}: {problem}", highlight=False)
-                if len(corrupt) > MAX_LISTED:
-                    console.print(f"  ... and {len(corrupt) - MAX_LISTED} more"
-                                  + ("" if bad_list else " (save all with --bad-list FILE)"))
-            else:
-                console.print("[green]all frames decode[/]")
+        from reidkit.cli.datasets_cmd import print_problems
+
+        print_problems(ds, errors, warnings, corrupt if verify_images else None, bad_list, "frame")
         if not errors and not warnings and not corrupt:
             console.print("[green]no problems found[/]")
     if errors or corrupt:
