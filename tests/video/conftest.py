@@ -1,4 +1,4 @@
-"""Make the shared fake-tracklet builders (``video_fakes.py``) importable by the video tests.
+"""Make the shared fake-tracklet builders (``clip_fakes.py``) importable by the video tests.
 
 pytest runs with ``--import-mode=importlib``, which does not put test folders on ``sys.path``.
 """

@@ -8,7 +8,7 @@ from reidkit.data.records import VideoDataset
 from reidkit.losses.tcl import TripletContrastLoss
 from reidkit.methods.distill_tcl import (DistillConfig, DistillError, DistillLossConfig, LossConfig,
                                          MutualDistillLoss, distill)
-from video_fakes import write_tracklets
+from clip_fakes import write_tracklets
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from reidkit.evaluation.featurefile import load_features, save_features
 from reidkit.evaluation.video_extract import extract_tracklet_features
 from reidkit.models import build_model
 from reidkit.models.temporal import VideoReIDModel
-from video_fakes import write_tracklets
+from clip_fakes import write_tracklets
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch
 from reidkit.data.records import DatasetError, Tracklet
 from reidkit.data.transforms import build_train_transform
 from reidkit.data.video_loader import TrackletClips, build_video_train_loader, frame_records, sample_frames
-from video_fakes import write_tracklets
+from clip_fakes import write_tracklets
 
 
 def test_evenly_takes_segment_centres():
