@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
+
+# scipy.sparse (about 1 s to import) is imported inside the functions that use it, so that the adapt
+# recipe, which holds ClusterConfig, loads fast enough to refuse a bad config before the heavy imports.
 
 
 class PseudoLabelError(ValueError):
@@ -73,6 +75,8 @@ def distance_graph(features: np.ndarray, cfg: ClusterConfig, camids: np.ndarray 
 
     ``device`` (``auto``/``cpu``/``cuda``): where the graph is built; the result is a scipy CSR either way.
     """
+    import scipy.sparse as sp
+
     from reidkit.evaluation.kreciprocal import jaccard_distance, jaccard_distance_device, knn_graph
     from reidkit.evaluation.knn_graph import resolve_device
 
@@ -96,6 +100,8 @@ def distance_graph(features: np.ndarray, cfg: ClusterConfig, camids: np.ndarray 
 
 def dbscan_labels(dist: sp.csr_matrix, eps: float, min_samples: int) -> np.ndarray:
     """DBSCAN on a sparse precomputed distance: (N,) int64 labels 0..C-1, -1 for outliers."""
+    import scipy.sparse as sp
+
     from sklearn.cluster import DBSCAN
 
     dist = sp.csr_matrix(dist)
@@ -121,6 +127,8 @@ def cluster(features: np.ndarray, cfg: ClusterConfig, camids: np.ndarray | None 
 def k_distances(dist: sp.csr_matrix, k: int) -> np.ndarray:
     """(N,) the k-th smallest stored distance of every row, itself (distance 0) included; rows with
     fewer than k stored entries get 1.0 (absent Jaccard pairs have distance 1)."""
+    import scipy.sparse as sp
+
     dist = sp.csr_matrix(dist)
     n = dist.shape[0]
     counts = np.diff(dist.indptr)
@@ -256,6 +264,8 @@ def label_quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     pairs among pairs put in one cluster; pairwise recall = those among all same-identity pairs (an
     outlier's pairs count as missed). Also: clusters, true ids, outliers, outlier fraction.
     """
+    import scipy.sparse as sp
+
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     pred = np.asarray(pred, dtype=np.int64)
