@@ -20,12 +20,18 @@ class ModelFileError(ValueError):
 
 def save_model(model: ReIDModel, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write ``model`` atomically as safetensors + JSON config. Returns the path."""
-    from reidkit.utils.io import save_tensors
-
     if not isinstance(model, ReIDModel):
         raise TypeError(f"save_model needs a ReIDModel, got {type(model).__name__}")
+    return save_with_config(model, path, FORMAT, metadata)
+
+
+def save_with_config(model, path: str | Path, fmt: str, metadata: dict[str, str] | None = None) -> Path:
+    """Weights + ``model.config`` as JSON + the file ``format`` tag in one safetensors file, atomically
+    (shared by image and video model files)."""
+    from reidkit.utils.io import save_tensors
+
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    meta.update(format=FORMAT, config=json.dumps(model.config))
+    meta.update(format=fmt, config=json.dumps(model.config))
     return save_tensors(path, model.state_dict(), metadata=meta)
 
 

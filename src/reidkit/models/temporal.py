@@ -138,13 +138,11 @@ def build_video_model(preset: str, num_classes: int = 0, pool: str = "avg", **ov
 
 def save_video_model(model: VideoReIDModel, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Weights + JSON config in one safetensors file, written atomically."""
-    from reidkit.utils.io import save_tensors
+    from reidkit.models.model_file import save_with_config
 
     if not isinstance(model, VideoReIDModel):
         raise TypeError(f"save_video_model needs a VideoReIDModel, got {type(model).__name__}")
-    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    meta.update(format=FORMAT, config=json.dumps(model.config))
-    return save_tensors(path, model.state_dict(), metadata=meta)
+    return save_with_config(model, path, FORMAT, metadata)
 
 
 def load_video_model(path: str | Path, map_location: str = "cpu") -> VideoReIDModel:
