@@ -321,7 +321,7 @@ class EncodedFiles(torch.utils.data.Dataset):
 
 
 def decode_read(paths: Sequence[str], reads: Sequence[tuple], device: torch.device,
-                decode: Callable = decode_images) -> tuple[list[torch.Tensor | None], list[str | None]]:
+                decode: Callable | None = None) -> tuple[list[torch.Tensor | None], list[str | None]]:
     """The images of ``read_encoded`` results ``(jpeg bytes | None, array | None, problem | None)``.
 
     JPEG bytes are decoded together by ``decode`` (``decode_images``: nvjpeg on CUDA); a file it
@@ -332,6 +332,7 @@ def decode_read(paths: Sequence[str], reads: Sequence[tuple], device: torch.devi
 
     images: list[torch.Tensor | None] = [None] * len(reads)
     problems: list[str | None] = [None] * len(reads)
+    decode = decode or decode_images
     jpeg = [j for j, r in enumerate(reads) if r[0] is not None]
     for j, img in zip(jpeg, decode([reads[j][0] for j in jpeg], device)):
         images[j] = img

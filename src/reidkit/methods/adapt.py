@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from reidkit.data.device_augment import collate, worker_transform
 from reidkit.data.pseudo_sampler import CameraAwarePKSampler
-from reidkit.data.train_loader import CachedImages, SeededSamples, cache_bytes, default_num_workers
+from reidkit.data.train_loader import CachedImages, SeededSamples, cache_bytes, decode_device, default_num_workers
 from reidkit.data.transforms import build_usl_test_transform, build_usl_train_transform, split_resize
 from reidkit.engine.evaluate import evaluate_query_gallery
 from reidkit.engine.precision import autocast, maybe_compile, to_device
@@ -257,7 +257,8 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
     fits = cache_bytes(len(records), size) <= cfg.data.cache_max_gb * 2**30
     if cfg.data.cache == "memory" or (cfg.data.cache == "auto" and fits):
         resize, augment = split_resize(train_tf)
-        train_set = CachedImages(records, resize, augment, workers, cfg.data.on_error)
+        train_set = CachedImages(records, resize, augment, workers, cfg.data.on_error,
+                                 decode_device=decode_device(cfg.data.decode, device))
     else:
         train_set = ImageDataset(records, train_tf, on_error=cfg.data.on_error)
     sampler = CameraAwarePKSampler(np.zeros(len(records), dtype=np.int64), camids, cfg.data.batch_size,
