@@ -1,13 +1,11 @@
 """data.device_augment in an adapt (USL) run: the same weights as the per-sample path, fresh and resumed."""
-import shutil
-
 import pytest
 import torch
+from run_snapshots import snapshot_after
 
 from reidkit.config import load_config
 from reidkit.data.synth import SynthConfig, generate
 from reidkit.methods.adapt import AdaptConfig, adapt
-from reidkit.utils import metric_log
 from reidkit.utils.checkpoint import load_state
 
 TINY = dict(domains=2, train_ids=8, test_ids=5, cameras=3, distractors=4, junk=2, pool_size=0, height=64, width=32)
@@ -42,16 +40,10 @@ def _single_thread(monkeypatch):
 
 def test_adapt_device_augment_is_bit_identical_fresh_and_resumed(synth, tmp_path, monkeypatch):
     ref = adapt(_cfg(synth, tmp_path / "cpu"))
-    snap, real = tmp_path / "snap", metric_log.MetricLog.log
-
-    def log(self, step, **metrics):   # copy the run folder right after epoch 1 (a kill at that moment)
-        real(self, step, **metrics)
-        if step == 1 and not snap.exists():
-            shutil.copytree(self.path.parent, snap)
-
-    monkeypatch.setattr(metric_log.MetricLog, "log", log)
+    snap = tmp_path / "snap"
+    stop = snapshot_after(monkeypatch, 1, snap)   # a kill right after epoch 1
     dev = adapt(_cfg(synth, tmp_path / "dev", "data.device_augment=true"))
-    monkeypatch.setattr(metric_log.MetricLog, "log", real)
+    stop()
     assert _same_weights(ref, dev), "device augmentation changed the adaptation"
     resumed = adapt(_cfg(synth, snap, "data.device_augment=true"), resume=True)
     assert _same_weights(ref, resumed)

@@ -1,13 +1,11 @@
 """compile=true in a fine-tuning run on CPU (inductor; gcc builds the kernels): it trains, and a run killed
 after epoch 1 resumes to the uninterrupted run's weights."""
-import shutil
-
 import pytest
 import torch
+from run_snapshots import snapshot_after
 
 from reidkit.config import load_config
 from reidkit.methods.finetune import FinetuneConfig, train
-from reidkit.utils import metric_log
 from reidkit.utils.checkpoint import load_state
 
 
@@ -33,16 +31,10 @@ def test_compiled_run_trains_and_resumes(tiny_market, tmp_path, monkeypatch):
     torch._dynamo.reset()
     counters.clear()
     eager = train(_cfg(tiny_market, tmp_path / "eager"))
-    snap, real = tmp_path / "snap", metric_log.MetricLog.log
-
-    def log(self, step, **metrics):   # copy the run folder right after epoch 1 (a kill at that moment)
-        real(self, step, **metrics)
-        if step == 1 and not snap.exists():
-            shutil.copytree(self.path.parent, snap)
-
-    monkeypatch.setattr(metric_log.MetricLog, "log", log)
+    snap = tmp_path / "snap"
+    stop = snapshot_after(monkeypatch, 1, snap)   # a kill right after epoch 1
     compiled = train(_cfg(tiny_market, tmp_path / "compiled", "compile=true"))
-    monkeypatch.setattr(metric_log.MetricLog, "log", real)
+    stop()
     assert counters["stats"]["unique_graphs"] >= 1, "compile=true did not compile anything"
     resumed = train(_cfg(tiny_market, snap, "compile=true"), resume=True)
     e, c, r = _weights(eager), _weights(compiled), _weights(resumed)

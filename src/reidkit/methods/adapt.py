@@ -265,7 +265,8 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
                                    cfg.data.num_instances, s.iters, seed=cfg.seed, with_seeds=True)
     loader = DataLoader(SeededSamples(train_set), batch_sampler=sampler, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                        prefetch_factor=4 if workers > 0 else None, collate_fn=collate if on_device is not None else None,
+                        prefetch_factor=4 if workers > 0 else None,
+                        collate_fn=collate if on_device is not None else None,
                         generator=torch.Generator().manual_seed(cfg.seed))
 
     # model, memory, optimiser
