@@ -436,8 +436,8 @@ class _Pool(torch.utils.data.Dataset):
         return self.fn(load_rgb(self.paths[i]), random.Random(i)), i
 
 
-class _OverBudget(Exception):
-    pass
+class _OverBudget(BaseException):
+    """Not an ``Exception``: library code that catches and wraps those (dynamo, DataLoader) lets it pass."""
 
 
 @contextlib.contextmanager

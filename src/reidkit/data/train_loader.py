@@ -74,7 +74,7 @@ class CachedImages(Dataset):
     ``decode_device`` (CUDA: nvjpeg): workers only read the files; JPEGs are decoded in batches and
     resized on that device (``device_augment.decode_read``, PIL for other formats and refused files),
     with the same skipping and substitutes. Its pixels are the device decoder's and ``F.interpolate``'s,
-    within a grey level or two of PIL's, so the CPU default stays PIL.
+    a few grey levels at most from PIL's where a resize is needed, so the CPU default stays PIL.
     """
 
     def __init__(self, records: Sequence[Record], resize: Callable, augment: Callable, num_workers: int = 0,
