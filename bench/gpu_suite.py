@@ -1,31 +1,43 @@
 """Every row of issue 12's table in one process, each with its peer measured in the same run.
 
-    uv run python bench/gpu_suite.py                        # one CUDA GPU, under 6 minutes on an H200
-    uv run python bench/gpu_suite.py --no-compile           # skip the torch.compile rows (faster)
-    uv run python bench/gpu_suite.py --device cpu --tiny    # smoke test: micro models, a few images
+    PYTHONPATH=src python3 bench/gpu_suite.py --out gpu_suite.md    # one CUDA GPU: under 6 minutes in all
+    PYTHONPATH=src python3 bench/gpu_suite.py --no-compile          # skip the torch.compile rows (faster)
+    PYTHONPATH=src python3 bench/gpu_suite.py --smoke               # CPU, micro sizes, every row, < 2 minutes
 
-Rows (ViT-S/16 256x128 unless --tiny; img/s, higher is better; "x peer" = ours / peer):
-  fine-tune  train step of reidkit vit_small (CE + triplet, fused AdamW, bf16) eager and compiled at
-             batch 64 and 256, vs the timm ViT-S train step (peer); end to end with the memory-cached
-             PK loader: CPU per-sample augmentation (peer) vs device augmentation, + compute share
-  loader     PIL decode in W processes (peer) vs nvjpeg batched decode; device flip+pad+crop+erasing+
-             normalise on a batch of 256
+Rows, in order of priority (ViT-S/16 256x128 unless --tiny; img/s, higher is better; "x peer" = ours / peer):
+  fine-tune  end to end with the memory-cached PK loader: CPU per-sample augmentation (peer) vs device
+             augmentation (cache filled by nvjpeg), + compute share
   DINO       model step (2x256x128 + 8x128x64, batch 64) eager / compiled; device multi-crop vs PIL
              multi-crop in W processes; end to end: device multi-crop + step
   extract    model alone bf16 (batch 256 eager, 1024 compiled); `extract_features` on JPEG files,
              device decode vs PIL decode (W workers)
   k-NN attn  vit_small with k = 50% in every block (fused path, and the reference) vs dense SDPA
+  loader     PIL decode in W processes (peer) vs nvjpeg batched decode; device flip+pad+crop+erasing+
+             normalise on a batch of 256; memory-cache fill, device decode vs PIL in W workers
+  fine-tune  train step of reidkit vit_small (CE + triplet, fused AdamW, bf16) eager at batch 64 and 256
+             and compiled at 64, vs the timm ViT-S train step (peer); fused AdamW; channels-last
+  pretrain   CoKe (K = 3000) and LOOK steps on 1.28M-image memories vs a supervised step (peer), from
+             bench/pretrain_speed.py
   rerank / cluster  k-reciprocal (Market- and MSMT17-sized), GCR and QE (MSMT17-sized), and USL
              clustering of 100,000 features, from bench/rerank_speed.py and bench/cluster_speed.py
-Rows that fail print their error and the suite goes on; a row not started before --budget seconds
-is skipped. Figures are throughput on synthetic JPEGs / random tensors; no accuracy is measured.
+Time budget (--budget, seconds from the start): a row is skipped with a note when less than its
+minimum time is left, and a row still running at the budget is stopped (SIGALRM) and marked so; a row
+that fails prints its error and the suite goes on. After every row the table so far is written to
+--out (markdown, and JSON beside it), so a killed run still leaves its figures. --smoke: CPU, micro
+models, a few images, torch.compile with the aot_eager backend (traced as for inductor, no code
+generation), so a crash shows here and not on a lent GPU. Figures are throughput on synthetic JPEGs
+/ random tensors; no accuracy is measured.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import json
 import os
 import platform
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -43,6 +55,7 @@ sys.path.insert(0, str(HERE))
 class Suite:
     def __init__(self, args):
         self.args, self.rows, self.t0 = args, [], time.perf_counter()
+        self.title = "issue 12 GPU suite"
         self.device = torch.device(args.device)
         self.cuda = self.device.type == "cuda"
         t = args.tiny
@@ -58,7 +71,7 @@ class Suite:
         self.warmup = 1 if t else 2
         self.workers = args.workers
         self.dtype = torch.bfloat16 if (self.cuda and torch.cuda.is_bf16_supported()) or args.device == "cpu" else None
-        self.compile = not args.no_compile and not t
+        self.compile = not args.no_compile and (not t or args.smoke)
         self.tmp = Path(tempfile.mkdtemp(prefix="reidkit_gpu_suite_"))
 
     def sync(self):
@@ -83,20 +96,50 @@ class Suite:
         print(f"  {stage:10s} {what:52s} {ours:12,.0f} {peer_name:28s} "
               f"{'' if peer is None else f'{peer:10,.0f}'} {ratio} {note}", flush=True)
 
-    def run(self, name, fn):
-        if time.perf_counter() - self.t0 > self.args.budget:
-            self.rows.append((name, "skipped: over the time budget", None, "", None, ""))
-            print(f"  {name}: skipped (over --budget {self.args.budget:.0f} s)", flush=True)
+    def run(self, name, fn, minimum: float = 0.0):
+        """Run row ``fn`` unless fewer than ``minimum`` seconds of the budget are left; stop it at the budget."""
+        left = self.args.budget - (time.perf_counter() - self.t0)
+        if left < max(minimum, 1.0):
+            self.rows.append((name, f"skipped: {left:.0f} s of the budget left, the row needs about {minimum:.0f} s",
+                              None, "", None, ""))
+            print(f"  {name}: skipped ({left:.0f} s of --budget {self.args.budget:.0f} s left, needs ~{minimum:.0f} s)",
+                  flush=True)
+            self.save()
             return
         t = time.perf_counter()
         try:
-            fn()
+            with _deadline(left):
+                fn()
+        except _OverBudget:
+            self.rows.append((name, "stopped: over the time budget (rows before this line are complete)",
+                              None, "", None, ""))
+            print(f"  {name}: STOPPED at the budget ({self.args.budget:.0f} s)", flush=True)
         except Exception as e:  # one broken row must not cost the whole lease
             self.rows.append((name, f"error: {type(e).__name__}: {str(e)[:120]}", None, "", None, ""))
             print(f"  {name}: ERROR {type(e).__name__}: {e}", flush=True)
             traceback.print_exc(limit=3)
         print(f"  ({name}: {time.perf_counter() - t:.1f} s; total {time.perf_counter() - self.t0:.1f} s)",
               flush=True)
+        self.save()
+
+    def save(self) -> None:
+        """The rows so far as markdown (``--out``) and JSON (same name, ``.json``)."""
+        if not self.args.out:
+            return
+        out = Path(self.args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = [dict(zip(("stage", "what", "ours", "peer_name", "peer", "note"), r)) for r in self.rows]
+        for r in rows:
+            r["x_peer"] = r["ours"] / r["peer"] if r["ours"] and r["peer"] else None
+        head = {"title": self.title, "seconds": time.perf_counter() - self.t0, "rows": rows}
+        out.with_suffix(".json").write_text(json.dumps(head, indent=1) + "\n")
+        lines = [f"{self.title} ({head['seconds']:.0f} s)", "",
+                 "| stage | what | img/s | peer (same run) | peer img/s | x peer | note |",
+                 "|---|---|---:|---|---:|---:|---|"]
+        for r in rows:
+            lines.append("| " + " | ".join([r["stage"], r["what"], _num(r["ours"]), r["peer_name"], _num(r["peer"]),
+                                            "" if r["x_peer"] is None else f"{r['x_peer']:.2f}", r["note"]]) + " |")
+        out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
     # ------------------------------------------------------------------ data
     def jpegs(self, n: int) -> list[str]:
@@ -149,18 +192,18 @@ class Suite:
                 opt.step()
             return step
 
-        for batch in (self.batch, self.big):
-            for comp in ((False, True) if self.compile else (False,)):
-                peer = VisionTransformer(img_size=self.size, patch_size=16, embed_dim=spec.embed_dim, depth=spec.depth,
-                                         num_heads=spec.num_heads, num_classes=751).to(self.device).train()
-                peer._compile = comp
-                ours = build_model(self.preset, num_classes=751, img_size=self.size).to(self.device).train()
-                ours._compile = comp
-                p = self.rate(step_fn(peer, batch, False), batch, warmup=self.warmup + 1)
-                o = self.rate(step_fn(ours, batch, True), batch, warmup=self.warmup + 1)
-                self.row("fine-tune", f"train step {self.preset} b{batch} {'compiled' if comp else 'eager'}", o,
-                         "timm ViT train step", p)
-                del peer, ours
+        # eager at both batch sizes, compiled at the paper's batch only (each compile costs ~a minute on a GPU)
+        for batch, comp in [(self.batch, False), (self.big, False)] + ([(self.batch, True)] if self.compile else []):
+            peer = VisionTransformer(img_size=self.size, patch_size=16, embed_dim=spec.embed_dim, depth=spec.depth,
+                                     num_heads=spec.num_heads, num_classes=751).to(self.device).train()
+            peer._compile = comp
+            ours = build_model(self.preset, num_classes=751, img_size=self.size).to(self.device).train()
+            ours._compile = comp
+            p = self.rate(step_fn(peer, batch, False), batch, warmup=self.warmup + 1)
+            o = self.rate(step_fn(ours, batch, True), batch, warmup=self.warmup + 1)
+            self.row("fine-tune", f"train step {self.preset} b{batch} {'compiled' if comp else 'eager'}", o,
+                     "timm ViT train step", p)
+            del peer, ours
         b = self.batch   # the habits, measured: fused AdamW, and channels-last for the ICS conv stem
         ours = build_model(self.preset, num_classes=751, img_size=self.size).to(self.device).train()
         self.row("fine-tune", f"train step {self.preset} b{b}, fused AdamW", self.rate(step_fn(ours, b, True), b),
@@ -189,7 +232,7 @@ class Suite:
         fwd = torch.compile(model) if self.compile else model
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=self.cuda)
         cpu_loader, _, _ = build_train_loader(records, tf, **kw)
-        dev_loader, _, _, aug = build_device_train_loader(records, tf, **kw)
+        dev_loader, _, _, aug = build_device_train_loader(records, tf, decode_device=self.device, **kw)
         args = (fwd, (F.cross_entropy, TripletLoss()), opt, self.device, self.iters * 2, self.warmup + 1)
         p = run_steps(cpu_loader, *args, None, self.dtype)
         o = run_steps(dev_loader, *args, aug.to(self.device), self.dtype)
@@ -223,10 +266,26 @@ class Suite:
         aug = DeviceAugment(recipe).to(self.device)
         self.row("loader", f"device flip+pad+crop+erase+normalise b{self.big}",
                  self.rate(lambda: aug(ub), self.big), "", None)
+        # the memory cache of a training run (data.decode): device decode in batches of 256 vs PIL in W workers
+        from reidkit.data.records import Record
+        from reidkit.data.train_loader import CachedImages
+        from reidkit.data.transforms import build_resize
+
+        records = [Record(p, i // 4, 0) for i, p in enumerate(self.jpegs(self.big * 4))]
+        fill = {}
+        for name, dev in (("pil", None), ("device", self.device)):
+            t = time.perf_counter()
+            CachedImages(records, build_resize(self.size), lambda img: img, self.workers, progress=False,
+                         decode_device=dev)
+            self.sync()
+            fill[name] = len(records) / (time.perf_counter() - t)
+        self.row("loader", f"memory-cache fill, {len(records)} JPEGs, device decode", fill["device"],
+                 f"PIL, {self.workers} workers", fill["pil"])
 
     def dino(self):
         import pretrain_speed as ps
         from torch.utils.data import DataLoader
+        from train_speed import loader_rate
 
         from reidkit.data.device_multicrop import DeviceMultiCrop, MultiCropDraws
         from reidkit.data.multicrop import MultiCrop, MultiCropConfig
@@ -249,16 +308,16 @@ class Suite:
                   persistent_workers=self.workers > 0, prefetch_factor=4 if self.workers else None)
         pil_loader, dev_loader = DataLoader(pil_ds, **kw), DataLoader(dev_ds, **kw)
         aug = DeviceMultiCrop(cfg).to(self.device)
-        pil = _loader_rate(pil_loader, lambda batch: batch, self.sync, self.iters)
+        pil = loader_rate(pil_loader, self.iters, lambda batch: batch, self.sync, warmup=1)
 
         def dev_views(batch):
             (canv, params), _ = batch
             return aug(canv.to(self.device, non_blocking=True), params.to(self.device, non_blocking=True))
 
-        dev = _loader_rate(dev_loader, dev_views, self.sync, self.iters)
+        dev = loader_rate(dev_loader, self.iters, dev_views, self.sync, warmup=1)
         self.row("DINO", "multi-crop: device (workers read + draw)", dev,
                  f"PIL multi-crop, {self.workers} workers", pil)
-        e2e = _loader_rate(dev_loader, lambda batch: step(dev_views(batch)), self.sync, self.iters)
+        e2e = loader_rate(dev_loader, self.iters, lambda batch: step(dev_views(batch)), self.sync, warmup=1)
         self.row("DINO", f"end to end b{b}{' compiled' if self.compile else ''}, device multi-crop", e2e, "", None,
                  "target >= 700 (1,000 compiled)")
 
@@ -323,6 +382,21 @@ class Suite:
         self.row("k-NN attn", f"k = 50% every block, reference, b{self.big}", r, "dense SDPA", d,
                  f"time {d / r:.2f}x dense")
 
+    def pretrain(self):
+        """CoKe and LOOK steps (one view, memories of ``n`` images) beside a supervised step of the same backbone."""
+        import pretrain_speed as ps
+
+        n, ks = (4096, (64,)) if self.args.tiny else (1_281_167, (3000,))
+        prec = "bf16" if self.dtype is not None else "fp32"
+        iters = max(2, self.iters // 2)
+        sup = ps.supervised_step_speed(self.preset, self.size, self.batch, iters, self.device, prec)
+        coke, assign_s = ps._method_step("coke", self.preset, self.size, self.batch, iters, self.device, prec, ks, n)
+        look, _ = ps._method_step("look", self.preset, self.size, self.batch, iters, self.device, prec, n=n)
+        self.row("pretrain", f"CoKe step b{self.batch}, K = {ks[0]:,}, {n:,} images", coke, "supervised step", sup,
+                 f"assignment {assign_s * 1e3:.1f} ms = {100 * assign_s * coke / self.batch:.1f}% of the step "
+                 "(target < 10%)")
+        self.row("pretrain", f"LOOK step b{self.batch}, {n:,} images", look, "supervised step", sup)
+
     def helpers(self):
         """Re-ranking and USL clustering rows from the benches that own them (``run_gpu_rows``): the rate
         column is features/s (N / seconds); targets of issue 14 in the note."""
@@ -332,7 +406,7 @@ class Suite:
         targets = {"kreciprocal market": 1.0, "kreciprocal msmt": 10.0, "gcr msmt": 10.0}
         if self.args.tiny:
             rr = rerank_speed.run_gpu_rows(str(self.device), cases=(("market", "kreciprocal"),), scale=0.05)
-            cl = cluster_speed.run_gpu_rows(str(self.device), sizes=(2_000,), dim=64)
+            cl = cluster_speed.run_gpu_rows(str(self.device), sizes=(1_000,), dim=32)
         else:
             rr = rerank_speed.run_gpu_rows(str(self.device))
             cl = cluster_speed.run_gpu_rows(str(self.device), sizes=(100_000,))
@@ -362,69 +436,117 @@ class _Pool(torch.utils.data.Dataset):
         return self.fn(load_rgb(self.paths[i]), random.Random(i)), i
 
 
+class _OverBudget(BaseException):
+    """Not an ``Exception``: library code that catches and wraps those (dynamo, DataLoader) lets it pass."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise ``_OverBudget`` in the main thread after ``seconds`` (SIGALRM; a no-op where there is none)."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _OverBudget()
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _num(v) -> str:
+    return "" if v is None else f"{v:,.0f}"
+
+
 def _pil_decode(path: str) -> int:
     from reidkit.data.images import load_rgb
 
     return int(np.asarray(load_rgb(path)).shape[0])
 
 
-def _loader_rate(loader, consume, sync, batches: int) -> float:
-    it, n = iter(loader), 0
-    consume(next(it))
-    sync()
-    t = time.perf_counter()
-    for _ in range(batches):
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        consume(batch)
-        n += len(batch[-1])
-    sync()
-    return n / (time.perf_counter() - t)
+# rows in order of priority, with the least time (s) worth starting each with on one GPU (compile on)
+ROWS = ("e2e", "dino", "extract", "knn", "loader", "train", "pretrain", "helpers")
+MINIMUM = {"e2e": 40, "dino": 60, "extract": 30, "knn": 10, "loader": 10, "train": 40, "pretrain": 15,
+           "helpers": 30}
 
 
 def main(argv: list[str] | None = None) -> Suite:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--tiny", action="store_true", help="micro models and a few images (smoke test)")
+    ap.add_argument("--tiny", action="store_true", help="micro models and a few images")
+    ap.add_argument("--smoke", action="store_true",
+                    help="--device cpu --tiny, compile rows with the aot_eager backend: every row in < 2 minutes")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 2))
-    ap.add_argument("--budget", type=float, default=330.0, help="seconds after which rows are skipped")
-    ap.add_argument("--only", default="", help="comma list of rows: train,e2e,loader,dino,extract,knn,helpers")
+    ap.add_argument("--budget", type=float, default=300.0,
+                    help="seconds from the start: rows that would not fit are skipped, a running one is stopped")
+    ap.add_argument("--out", default="", help="write the table here as markdown (.md) and JSON (.json)")
+    ap.add_argument("--only", default="", help="comma list of rows: " + ",".join(ROWS))
     args = ap.parse_args(argv)
+    if args.smoke:   # one intra-op thread: micro ops gain nothing from more, and a shared machine stays usable
+        args.device, args.tiny = "cpu", True
+        torch.set_num_threads(1)
     if args.tiny:
         args.workers = min(args.workers, 1)
+    only = [r for r in args.only.split(",") if r] or list(ROWS)
+    unknown = sorted(set(only) - set(ROWS))
+    if unknown:
+        ap.error(f"--only: unknown rows {unknown}; choose from {','.join(ROWS)}")
     suite = Suite(args)
     dev = torch.cuda.get_device_name() if suite.cuda else platform.processor() or platform.machine()
-    print(f"reidkit GPU suite: {dev}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"{'bf16' if suite.dtype is not None else 'fp32'}, compile {'on' if suite.compile else 'off'}, "
-          f"workers {args.workers}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
+    suite.title = (f"issue 12 GPU suite on {dev}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+                   f"{'bf16' if suite.dtype is not None else 'fp32'}, compile {'on' if suite.compile else 'off'}"
+                   f"{' (aot_eager)' if args.smoke and suite.compile else ''}, workers {args.workers}, "
+                   f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(suite.title, flush=True)
     rows = {"train": suite.train_steps, "e2e": suite.train_end_to_end, "loader": suite.loader, "dino": suite.dino,
-            "extract": suite.extract, "knn": suite.knn, "helpers": suite.helpers}
-    only = [r for r in args.only.split(",") if r] or list(rows)
+            "extract": suite.extract, "knn": suite.knn, "pretrain": suite.pretrain, "helpers": suite.helpers}
+    scale = 0.0 if args.tiny else 1.0 if suite.compile else 0.5
     try:
-        for name in only:
-            suite.run(name, rows[name])
+        with _smoke_compile(args.smoke):
+            for name in only:
+                suite.run(name, rows[name], MINIMUM[name] * scale)
     finally:
         import shutil
 
         shutil.rmtree(suite.tmp, ignore_errors=True)
-    print_table(suite, dev)
+    suite.save()
+    print_table(suite)
+    if args.out:
+        print(f"wrote {Path(args.out).with_suffix('.md')} and {Path(args.out).with_suffix('.json')}")
     return suite
 
 
-def print_table(suite: Suite, dev: str) -> None:
+@contextlib.contextmanager
+def _smoke_compile(smoke: bool):
+    """--smoke: every ``torch.compile`` (ours, the benches', extract's) traces with the aot_eager backend --
+    dynamo and AOT autograd as for inductor, without the minutes of C++ code generation on a CPU."""
+    if not smoke:
+        yield
+        return
+    real = torch.compile
+    torch.compile = functools.partial(real, backend="aot_eager")
+    try:
+        yield
+    finally:
+        torch.compile = real
+
+
+def print_table(suite: Suite) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"issue 12 GPU suite on {dev} ({time.perf_counter() - suite.t0:.0f} s)")
+    table = Table(title=f"{suite.title} ({time.perf_counter() - suite.t0:.0f} s)")
     for col in ("stage", "what", "img/s", "peer (same run)", "peer img/s", "x peer", "note"):
         table.add_column(col, justify="right" if "img/s" in col or col == "x peer" else "left")
     for stage, what, ours, peer_name, peer, note in suite.rows:
-        table.add_row(stage, what, "" if ours is None else f"{ours:,.0f}", peer_name,
-                      "" if peer is None else f"{peer:,.0f}", f"{ours / peer:.2f}" if ours and peer else "", note)
+        table.add_row(stage, what, _num(ours), peer_name, _num(peer), f"{ours / peer:.2f}" if ours and peer else "",
+                      note)
     Console(width=200).print(table)
 
 

@@ -85,16 +85,34 @@ def run_steps(loader, model, criterion, optimizer, device, steps: int, warmup: i
     return {"images_per_s": n_img / total, "wait_share": wait / total, "compute_share": compute / total}
 
 
-def loader_only(loader, batches: int) -> float:
-    """Images/s of the loader alone (no model)."""
-    n, t0, it = 0, time.perf_counter(), iter(loader)
-    for _ in range(batches):
+def loader_rate(loader, batches: int, consume=None, sync=None, warmup: int = 0) -> float:
+    """Images/s of ``batches`` batches of ``loader`` (restarted when it runs out), each passed to
+    ``consume`` (default: nothing; the loader alone), after ``warmup`` untimed batches. ``sync`` waits
+    for the device (``torch.cuda.synchronize``) before the clock is read. A batch's size is that of its
+    last element (the indices)."""
+    sync = sync or (lambda: None)
+    it, n = iter(loader), 0
+
+    def next_batch():
+        nonlocal it
         try:
-            batch = next(it)
+            return next(it)
         except StopIteration:
             it = iter(loader)
-            batch = next(it)
-        n += batch[0].shape[0]
+            return next(it)
+
+    for _ in range(warmup):
+        batch = next_batch()
+        if consume is not None:
+            consume(batch)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        batch = next_batch()
+        if consume is not None:
+            consume(batch)
+        n += len(batch[-1])
+    sync()
     return n / (time.perf_counter() - t0)
 
 
@@ -160,7 +178,7 @@ def main() -> None:
             table.add_column(col, justify="left" if col == "loader" else "right")
         results = {}
         for name, (loader, augment) in loaders.items():
-            alone = loader_only(loader, 6)
+            alone = loader_rate(loader, 6)
             r = run_steps(loader, model, criterion, optimizer, device, args.steps, args.warmup, augment)
             results[name] = (alone, r)
             table.add_row(name, f"{alone:.0f}", f"{r['images_per_s']:.1f}", f"{r['compute_share'] * 100:.1f}%",

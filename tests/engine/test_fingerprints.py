@@ -11,15 +11,14 @@ If a change of behaviour is intended (a new recipe default, a fixed bug), re-rec
 import csv
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from run_snapshots import snapshot_after
 
 from reidkit.config import load_config
 from reidkit.data.synth import SynthConfig, generate
-from reidkit.utils import metric_log
 
 # columns that measure time, not results
 TIMING = {"images_per_s", "data_wait", "epoch_s", "extract_s", "cluster_s", "train_s"}
@@ -93,14 +92,7 @@ def _fresh_then_resumed(name: str, make_cfg, run, tmp_path, monkeypatch, step: i
 
 def _snapshot_at(monkeypatch, step: int, snap: Path) -> None:
     """Copy the run folder right after the log row of ``step`` is written (a kill at that moment)."""
-    real = metric_log.MetricLog.log
-
-    def log(self, s, **metrics):
-        real(self, s, **metrics)
-        if s == step and not snap.exists():
-            shutil.copytree(self.path.parent, snap)
-
-    monkeypatch.setattr(metric_log.MetricLog, "log", log)
+    snapshot_after(monkeypatch, step, snap)
 
 
 # ---------------------------------------------------------------------------------------------

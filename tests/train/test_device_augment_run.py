@@ -1,11 +1,9 @@
 """data.device_augment in a fine-tuning run: the same weights as the per-sample path, fresh and resumed."""
-import shutil
-
 import torch
+from run_snapshots import snapshot_after
 
 from reidkit.config import load_config
 from reidkit.methods.finetune import FinetuneConfig, train
-from reidkit.utils import metric_log
 from reidkit.utils.checkpoint import load_state
 
 
@@ -24,16 +22,10 @@ def _same_weights(a, b) -> bool:
 def test_device_augment_run_is_bit_identical_fresh_and_resumed(tiny_market, tmp_path, monkeypatch):
     monkeypatch.setenv("REIDKIT_PROGRESS", "0")
     ref = train(_cfg(tiny_market, tmp_path / "cpu"))
-    snap, real = tmp_path / "snap", metric_log.MetricLog.log
-
-    def log(self, step, **metrics):   # copy the run folder right after epoch 1 (a kill at that moment)
-        real(self, step, **metrics)
-        if step == 1 and not snap.exists():
-            shutil.copytree(self.path.parent, snap)
-
-    monkeypatch.setattr(metric_log.MetricLog, "log", log)
+    snap = tmp_path / "snap"
+    stop = snapshot_after(monkeypatch, 1, snap)   # a kill right after epoch 1
     dev = train(_cfg(tiny_market, tmp_path / "dev", "data.device_augment=true"))
-    monkeypatch.setattr(metric_log.MetricLog, "log", real)
+    stop()
     assert _same_weights(ref, dev), "device augmentation changed the training"
     resumed = train(_cfg(tiny_market, snap, "data.device_augment=true"), resume=True)
     assert _same_weights(ref, resumed)

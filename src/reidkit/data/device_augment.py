@@ -306,6 +306,51 @@ def decode_images(encoded: Sequence[torch.Tensor], device: torch.device) -> list
     return res
 
 
+class EncodedFiles(torch.utils.data.Dataset):
+    """``[i] -> (i, jpeg bytes | None, PIL-decoded uint8 array | None, problem | None)``: the file reading of
+    device decoding, for DataLoader workers (``read_encoded`` per path)."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return (i, *read_encoded(self.paths[i]))
+
+
+def decode_read(paths: Sequence[str], reads: Sequence[tuple], device: torch.device,
+                decode: Callable | None = None) -> tuple[list[torch.Tensor | None], list[str | None]]:
+    """The images of ``read_encoded`` results ``(jpeg bytes | None, array | None, problem | None)``.
+
+    JPEG bytes are decoded together by ``decode`` (``decode_images``: nvjpeg on CUDA); a file it
+    refuses, and every other format, is PIL's (``load_rgb``). Returns ``(images, problems)``: per file
+    a (3, h, w) uint8 tensor on ``device`` and None, or None and the problem of an unreadable file.
+    """
+    from reidkit.data.images import ImageError, load_rgb
+
+    images: list[torch.Tensor | None] = [None] * len(reads)
+    problems: list[str | None] = [None] * len(reads)
+    decode = decode or decode_images
+    jpeg = [j for j, r in enumerate(reads) if r[0] is not None]
+    for j, img in zip(jpeg, decode([reads[j][0] for j in jpeg], device)):
+        images[j] = img
+    for j, (data, arr, problem) in enumerate(reads):
+        if images[j] is not None:
+            continue
+        if data is not None:                 # the decoder refused it: PIL decides
+            try:
+                arr = np.array(load_rgb(paths[j]), dtype=np.uint8)
+            except ImageError as e:
+                problem = str(e)
+        if problem is not None:
+            problems[j] = problem
+        else:
+            images[j] = torch.from_numpy(arr).permute(2, 0, 1).to(device, non_blocking=True)
+    return images, problems
+
+
 _MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
 
 
@@ -334,4 +379,5 @@ def resize_images(images: Sequence[torch.Tensor], size: tuple[int, int],
 
 
 __all__ = ["UInt8Batch", "AugmentRecipe", "DeviceAugment", "SampleDraws", "draw_params", "worker_transform",
-           "collate", "build_device_train_loader", "decode_images", "resize_images", "read_encoded", "is_plain_jpeg"]
+           "collate", "build_device_train_loader", "decode_images", "decode_read", "resize_images", "read_encoded",
+           "EncodedFiles", "is_plain_jpeg"]

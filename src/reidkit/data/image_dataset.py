@@ -108,6 +108,19 @@ class ImageDataset(Dataset):
         raise DatasetError(f"{self.records[index].path}: could not load it nor any of "
                            f"{MAX_SUBSTITUTE_TRIES} substitutes; the dataset looks broken")
 
+    def mark_bad(self, index: int, problem: str) -> None:
+        """Record that image ``index`` failed to decode outside ``__getitem__`` (e.g. on the device):
+        ``ImageError(problem)`` under ``on_error='raise'``, else logged and counted like a failure here."""
+        _mark_bad(self._tracker, index, ImageError(problem))
+
+    def first_good(self, index: int) -> int:
+        """The index ``__getitem__`` serves for ``index`` once every bad image is marked: ``index`` itself,
+        or its substitute (the next image of the same identity, else the next image in order)."""
+        for j in self._candidates(index):
+            return j
+        raise DatasetError(f"{self.records[index].path}: could not load it nor any of "
+                           f"{MAX_SUBSTITUTE_TRIES} substitutes; the dataset looks broken")
+
     def _candidates(self, index: int):
         """``index``, then the same pid's other images after it (cyclic), then every image after it."""
         if not self._tracker.bad[index]:
@@ -174,9 +187,13 @@ def _try_load(path: str, index: int, tracker: _BadImageTracker):
     try:
         return load_rgb(path)
     except ImageError as e:
-        if tracker.on_error == "raise":
-            raise
-        if not tracker.bad[index]:
-            tracker.bad[index] = True
-            log.warning("skipping unreadable image: %s", e)
+        _mark_bad(tracker, index, e)
         return None
+
+
+def _mark_bad(tracker: _BadImageTracker, index: int, error: ImageError) -> None:
+    if tracker.on_error == "raise":
+        raise error
+    if not tracker.bad[index]:
+        tracker.bad[index] = True
+        log.warning("skipping unreadable image: %s", error)

@@ -203,21 +203,6 @@ class _Compiled:
 
 # --------------------------------------------------------------------------- device decode path
 
-class _EncodedFiles(torch.utils.data.Dataset):
-    """``[i] -> (i, jpeg bytes | None, PIL-decoded uint8 array | None, problem | None)``: file reading only."""
-
-    def __init__(self, records: Sequence[Record]):
-        self.paths = [r.path for r in records]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        from reidkit.data.device_augment import read_encoded
-
-        return (i, *read_encoded(self.paths[i]))
-
-
 def _collate_list(batch):
     return batch
 
@@ -239,33 +224,25 @@ def _test_recipe(transform) -> tuple[tuple[int, int], str, torch.Tensor, torch.T
 
 def _extract_on_device(model, records, transform, batch_size, flip, device, num_workers, amp, normalize,
                        on_error, progress, description) -> FeatureSet:
-    from reidkit.data.device_augment import decode_images, resize_images
-    from reidkit.data.images import ImageError, load_rgb
+    from reidkit.data.device_augment import EncodedFiles, decode_read, resize_images
+    from reidkit.data.images import ImageError
 
     size, interp, mean, std = _test_recipe(transform)
     mean, std = mean.to(device), std.to(device)
-    loader = DataLoader(_EncodedFiles(records), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=_collate_list, prefetch_factor=4 if num_workers else None)
+    loader = DataLoader(EncodedFiles([r.path for r in records]), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, collate_fn=_collate_list,
+                        prefetch_factor=4 if num_workers else None)
     skipped: set[str] = set()
     chunks: list[np.ndarray] = []
     with _ModelRun(model, len(records), progress, description) as (run, advance):
         for batch in loader:
-            jpeg = [j for j, item in enumerate(batch) if item[1] is not None]
-            images: list[torch.Tensor | None] = [None] * len(batch)
-            for j, img in zip(jpeg, decode_images([batch[j][1] for j in jpeg], device)):
-                images[j] = img
-            for j, (i, data, arr, problem) in enumerate(batch):
-                if data is not None and images[j] is None:      # nvjpeg refused it: PIL decides
-                    try:
-                        arr = np.array(load_rgb(records[i].path), dtype=np.uint8)
-                    except ImageError as e:
-                        problem = str(e)
+            images, problems = decode_read([records[item[0]].path for item in batch], [item[1:] for item in batch],
+                                           device)
+            for (i, *_), problem in zip(batch, problems):
                 if problem is not None:
                     if on_error == "raise":
                         raise ImageError(problem)
                     skipped.add(records[i].path)
-                elif images[j] is None:
-                    images[j] = torch.from_numpy(arr).permute(2, 0, 1).to(device, non_blocking=True)
             ok = [j for j in range(len(batch)) if images[j] is not None]
             if ok:
                 x = resize_images([images[j] for j in ok], size, interp)

@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from reidkit.data.device_augment import collate, worker_transform
 from reidkit.data.pseudo_sampler import CameraAwarePKSampler
-from reidkit.data.train_loader import CachedImages, SeededSamples, cache_bytes, default_num_workers
+from reidkit.data.train_loader import CachedImages, SeededSamples, cache_bytes, decode_device, default_num_workers
 from reidkit.data.transforms import build_usl_test_transform, build_usl_train_transform, split_resize
 from reidkit.engine.evaluate import evaluate_query_gallery
 from reidkit.engine.precision import autocast, maybe_compile, to_device
@@ -181,8 +182,9 @@ def pseudo_labels_epoch(run: Run, model, memory: ClusterMemory, train_set, recor
 
 
 def train_one_epoch(run: Run, forward, model, memory: ClusterMemory, optimizer, loader, train_labels: np.ndarray,
-                    epoch: int, bar, task) -> dict[str, float]:
-    """``solver.iters`` steps on the pseudo-labelled P x K batches; returns loss, lr and speed."""
+                    epoch: int, bar, task, augment: nn.Module | None = None) -> dict[str, float]:
+    """``solver.iters`` steps on the pseudo-labelled P x K batches; returns loss, lr and speed.
+    ``augment``: ``data.device_augment``'s device half (the loader then delivers uint8 + draws)."""
     cfg, s, device = run.cfg, run.cfg.solver, run.device
     use_cams = getattr(model.spec, "sie_cameras", 0) > 0
     params = [p for p in model.parameters() if p.requires_grad]
@@ -194,6 +196,8 @@ def train_one_epoch(run: Run, forward, model, memory: ClusterMemory, optimizer, 
     loss_sum, n_batches, n_images, t1 = 0.0, 0, 0, time.perf_counter()
     for it, (imgs, _, cams, idx) in enumerate(loader):
         imgs, cams, idx = to_device((imgs, cams, idx), device)
+        if augment is not None:
+            imgs = augment(imgs)
         targets = labels_dev[idx]
         with autocast(device, run.amp):
             feat = forward(imgs, cams if use_cams else None)
@@ -245,12 +249,16 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
 
     # data: the train images (cached decoded when they fit) and the camera-aware sampler
     size = tuple(cfg.data.size)
-    train_tf = build_usl_train_transform(size)
+    train_tf, on_device = build_usl_train_transform(size), None
+    if cfg.data.device_augment:  # workers: resize + the sample's draws; the device: flip/pad/crop/erasing
+        train_tf, on_device = worker_transform(train_tf)
+        on_device = on_device.to(device)
     workers = default_num_workers() if cfg.data.num_workers < 0 else cfg.data.num_workers
     fits = cache_bytes(len(records), size) <= cfg.data.cache_max_gb * 2**30
     if cfg.data.cache == "memory" or (cfg.data.cache == "auto" and fits):
         resize, augment = split_resize(train_tf)
-        train_set = CachedImages(records, resize, augment, workers, cfg.data.on_error)
+        train_set = CachedImages(records, resize, augment, workers, cfg.data.on_error,
+                                 decode_device=decode_device(cfg.data.decode, device))
     else:
         train_set = ImageDataset(records, train_tf, on_error=cfg.data.on_error)
     sampler = CameraAwarePKSampler(np.zeros(len(records), dtype=np.int64), camids, cfg.data.batch_size,
@@ -258,6 +266,7 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
     loader = DataLoader(SeededSamples(train_set), batch_sampler=sampler, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                         prefetch_factor=4 if workers > 0 else None,
+                        collate_fn=collate if on_device is not None else None,
                         generator=torch.Generator().manual_seed(cfg.seed))
 
     # model, memory, optimiser
@@ -298,7 +307,8 @@ def adapt(cfg: AdaptConfig, resume: bool = False, force: bool = False) -> Path:
                                                     dash, labeler, epoch)
             sampler.set_labels(train_labels, camids)
             sampler.set_epoch(epoch)
-            row.update(train_one_epoch(run, forward, model, memory, optimizer, loader, train_labels, epoch, bar, task))
+            row.update(train_one_epoch(run, forward, model, memory, optimizer, loader, train_labels, epoch, bar, task,
+                                       on_device))
             if evaluates and run.eval_due(epoch + 1, s.epochs, cfg.eval.every):
                 last_metrics = evaluate_target(model, dataset, cfg, device, run.amp)
                 row.update(last_metrics)

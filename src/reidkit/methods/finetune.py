@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from reidkit.data.device_augment import build_device_train_loader
-from reidkit.data.train_loader import build_train_loader
+from reidkit.data.train_loader import build_train_loader, decode_device
 from reidkit.data.transforms import build_test_transform, build_train_transform
 from reidkit.engine.distributed import ranks_agree, wrap_ddp
 from reidkit.engine.evaluate import evaluate_query_gallery
@@ -281,7 +281,7 @@ def train(cfg: FinetuneConfig, resume: bool = False, force: bool = False) -> Pat
         dataset.train, train_tf, batch_size=cfg.data.batch_size // d.world, num_instances=cfg.data.num_instances,
         seed=cfg.seed, size=size, num_workers=cfg.data.num_workers, cache=cfg.data.cache,
         cache_max_gb=cfg.data.cache_max_gb, pin_memory=device.type == "cuda", on_error=cfg.data.on_error,
-        rank=d.rank, world_size=d.world)
+        rank=d.rank, world_size=d.world, decode_device=decode_device(cfg.data.decode, device))
 
     # model, loss, optimiser; seeded again so that the data setup (cache or not) never changes the init
     seed_everything(cfg.seed, cfg.deterministic)

@@ -32,6 +32,8 @@ class AdaptDataConfig:
     on_error: Literal["skip", "raise"] = "skip"
     quality: bool = True            # log pseudo-label quality when the train split has identity labels
     extract_batch_size: int = 256   # batch of the per-epoch feature extraction
+    device_augment: bool = False    # flip/pad/crop/erasing batched on the device (same pixels)
+    decode: Literal["auto", "pil", "device"] = "auto"  # memory cache fill; auto: nvjpeg on CUDA, PIL elsewhere
 
 
 @dataclass

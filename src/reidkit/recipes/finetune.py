@@ -42,6 +42,7 @@ class DataConfig:
     cache_max_gb: float = 4.0
     on_error: Literal["skip", "raise"] = "skip"   # corrupt images: substitute and count, or stop
     device_augment: bool = False                  # flip/pad/crop/erasing batched on the device (same pixels)
+    decode: Literal["auto", "pil", "device"] = "auto"  # memory cache fill; auto: nvjpeg on CUDA, PIL elsewhere
 
 
 @dataclass
