@@ -36,7 +36,6 @@ from reidkit.data.datasets.unlabelled import scan_images
 from reidkit.data.image_dataset import ImageDataset
 from reidkit.data.records import DatasetError, Record
 from reidkit.evaluation.featurefile import FeatureSet
-from reidkit.models.inference import amp_dtype
 from reidkit.utils.progress import make_progress
 
 Source = Sequence[Record] | Sequence[str] | str | os.PathLike
@@ -151,6 +150,9 @@ class _ModelRun:
         if hasattr(model, "eval"):
             model.eval()
         use_camids = _takes_camids(getattr(model, "_orig_mod", model))
+        # imported here, not at the top: reidkit.models pulls in timm and torchvision (~8 CPU-s on a loaded
+        # 2-core machine), which as_records' users (the colour-histogram baseline) never need
+        from reidkit.models.inference import amp_dtype
         self.bar = make_progress().__enter__()
         task = self.bar.add_task(self.description, total=self.total, visible=self.progress)
 
