@@ -36,6 +36,7 @@ from reidkit.data.datasets.unlabelled import scan_images
 from reidkit.data.image_dataset import ImageDataset
 from reidkit.data.records import DatasetError, Record
 from reidkit.evaluation.featurefile import FeatureSet
+from reidkit.utils.arrays import l2_normalise
 from reidkit.utils.progress import make_progress
 
 Source = Sequence[Record] | Sequence[str] | str | os.PathLike
@@ -131,7 +132,7 @@ def _feature_set(records: Sequence[Record], features: np.ndarray, skipped: set[s
                  normalize: bool) -> FeatureSet:
     """``features`` (rows of the records not ``skipped``, in order) with their labels and paths."""
     if normalize:
-        features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        l2_normalise(features, inplace=True)
     kept = [r for r in records if r.path not in skipped] if skipped else records
     return FeatureSet(features, np.array([r.pid for r in kept], dtype=np.int64),
                       np.array([r.camid for r in kept], dtype=np.int64), [r.path for r in kept],

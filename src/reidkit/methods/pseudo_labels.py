@@ -34,6 +34,8 @@ from typing import Literal
 
 import numpy as np
 
+from reidkit.utils.arrays import l2_normalise
+
 # scipy.sparse (about 1 s to import) is imported inside the functions that use it, so that the adapt
 # recipe, which holds ClusterConfig, loads fast enough to refuse a bad config before the heavy imports.
 
@@ -87,7 +89,7 @@ def distance_graph(features: np.ndarray, cfg: ClusterConfig, camids: np.ndarray 
         return jaccard_distance(features, cfg.k1, cfg.k2, convention="cluster", knn=cfg.knn)
     from reidkit.evaluation.rerank_gcr import GCRConfig, gcr
 
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    x = l2_normalise(features)
     cams = camids if camids is not None and (camids >= 0).all() else None
     # the train set plays the gallery (PVG statistics come from it); no queries
     gcfg = GCRConfig(rounds=cfg.gcr_rounds, pvg=False)
