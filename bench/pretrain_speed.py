@@ -27,7 +27,8 @@ from rich.table import Table
 
 from reidkit.data.multicrop import MultiCrop, MultiCropConfig
 from reidkit.losses.dino import DINOLoss
-from reidkit.methods.pretrain_dino import DINOModel, clip_gradients, ema_update, param_groups
+from reidkit.methods.optim import clip_gradients, dino_param_groups
+from reidkit.methods.pretrain_dino import DINOModel, ema_update
 from reidkit.models import build_model
 from reidkit.models.dino_head import DINOHead
 
@@ -49,7 +50,7 @@ def make_dino_step(preset, gsize, n_local, out_dim, device, precision, compile_:
     for p in teacher.parameters():
         p.requires_grad = False
     loss_fn = DINOLoss(out_dim, 2 + n_local, epochs=1).to(device)
-    opt = torch.optim.AdamW(param_groups(student), lr=1e-4, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(dino_param_groups(student), lr=1e-4, fused=device.type == "cuda")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     s_fwd, t_fwd = (torch.compile(student), torch.compile(teacher)) if compile_ else (student, teacher)
@@ -202,7 +203,7 @@ def _method_step(method, preset, gsize, batch, iters, device, precision, ks=(300
         loss_fn.memory_labels.random_(0, 1000)
     net = PretrainNet(reid, head).to(device).train()
     loss_fn.to(device)
-    opt = torch.optim.AdamW(param_groups(net), lr=1e-4)
+    opt = torch.optim.AdamW(dino_param_groups(net), lr=1e-4)
     views = [torch.randn(batch, 3, *gsize, device=device)]
     labels = torch.randint(0, 1000, (batch,), device=device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

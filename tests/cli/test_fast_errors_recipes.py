@@ -32,6 +32,10 @@ def _probe(*args):
     (["pretrain", "configs/pretrain/synth_tiny.yaml", "data.batch_size=0"], "data.batch_size=0 must be > 0"),
     (["adapt", "configs/adapt/synth_tiny_usl.yaml", "data.root=/no/such/folder"], "no such file or folder"),
     (["adapt", "configs/adapt/synth_tiny_usl.yaml", "model.knn_k=0.0"], "model.knn_k=0.0"),
+    (["distill", "configs/video/synth_tiny_tcl.yaml", "data.num_instances=3"], "not a multiple of num_instances=3"),
+    (["distill", "configs/video/synth_tiny_tcl.yaml", "data.root=/no/such/folder"], "no such file or folder"),
+    (["distill", "configs/video/synth_tiny_tcl.yaml", "train.seed=1"], "`train.seed` is now `seed`"),
+    (["distill", "configs/video/synth_tiny_tcl.yaml", "student.drop_path_rate=1.5"], "student.drop_path_rate=1.5"),
 ])
 def test_recipe_errors_come_before_torch(args, msg):
     out = _probe(*args)

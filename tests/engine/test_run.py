@@ -130,3 +130,27 @@ def test_a_log_row_lost_by_a_kill_after_the_checkpoint_is_rebuilt(tmp_path):
     again.resume_log(state["epoch"], state)
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [(r["step"], r["loss"]) for r in rows] == [("1", "2.5"), ("2", "1.25")] and rows[1]["clusters"] == "7"
+
+
+def test_resume_geometry_and_per_rank_rng(tmp_path):
+    """The per-iteration methods (DINO, CoKe, LOOK) resume only with the same iterations per epoch and global
+    batch; each rank gets back its own RNG state (rank 0's when the run had fewer ranks)."""
+    import random
+
+    from reidkit.engine.distributed import Dist
+    from reidkit.engine.run import Run
+
+    run = Run(load_config(FinetuneConfig, None, []), Dist(), torch.device("cpu"), None, tmp_path, True)
+    run.check_steps({"iters_per_epoch": 5, "global_batch": 64}, 5, 64)
+    run.check_steps({}, 5, 64)  # a state written before these keys existed
+    with pytest.raises(CheckpointError, match="had 5 iterations per epoch of 64 images, now 5 of 32"):
+        run.check_steps({"iters_per_epoch": 5, "global_batch": 64}, 5, 32)
+    states = run.rng_states()
+    assert len(states) == 1
+    want = (torch.rand(3), random.random())
+    run.restore_rng(states)
+    assert torch.equal(torch.rand(3), want[0]) and random.random() == want[1]
+    run.dist = Dist(rank=1, world=2)
+    torch.rand(5)
+    run.restore_rng(states)  # one saved rank: rank 1 takes rank 0's
+    assert torch.equal(torch.rand(3), want[0])

@@ -68,3 +68,17 @@ def test_feature_set_from_folder_with_labels_and_skipped_files(tmp_path):
     assert len(fs.meta["skipped"]) == 1 and fs.meta["skipped"][0].endswith("0003_c1s1_000001_01.jpg")
     with pytest.raises(ValueError, match="0003_c1s1_000001_01.jpg"):
         color_histogram_features(tmp_path, progress=False, on_error="raise")
+
+
+def test_baseline_does_not_import_the_model_stack(tmp_path):
+    """The baseline only needs ``as_records`` from ``evaluation.extract``; importing that module must not pull
+    in ``reidkit.models`` (timm, torchvision): the demo's baseline step took 2x its CPU time when it did."""
+    import subprocess
+    import sys
+
+    Image.fromarray(np.full((16, 8, 3), 200, np.uint8)).save(tmp_path / "0001_c1s1_000001_00.jpg")
+    code = ("import sys; from reidkit.evaluation.baselines import color_histogram_features as f; "
+            f"fs = f({str(tmp_path)!r}, progress=False); "
+            "print(len(fs.pids), sorted(m for m in ('reidkit.models', 'timm', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "[]"], out

@@ -2,8 +2,9 @@
 import torch
 from torch import nn
 
-from reidkit.methods.pretrain_dino import (DINOModel, ShardedEpochSampler, cancel_last_layer_gradients,
-                                           clip_gradients, ema_update, param_groups)
+from reidkit.data.samplers import ShardedEpochSampler
+from reidkit.methods.optim import clip_gradients, dino_param_groups
+from reidkit.methods.pretrain_dino import DINOModel, cancel_last_layer_gradients, ema_update
 from reidkit.models import build_model
 from reidkit.models.dino_head import DINOHead
 
@@ -33,7 +34,7 @@ def test_per_parameter_clipping():
 
 def test_weight_decay_only_on_matrices_and_frozen_g_excluded():
     head = DINOHead(8, out_dim=10, hidden_dim=16, bottleneck_dim=6)
-    decay, no_decay = param_groups(head)
+    decay, no_decay = dino_param_groups(head)
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
     assert no_decay["weight_decay"] == 0.0
     assert not any(p is head.last_layer.weight_g for g in (decay, no_decay) for p in g["params"])
@@ -64,3 +65,18 @@ def test_sampler_shards_whole_batches_and_skips_for_resume():
     assert list(ranks[0]) == a[4:]
     ranks[0].set_epoch(2)
     assert list(ranks[0]) != a
+
+
+def test_sharded_loader_batches_and_refuses_less_than_one_global_batch():
+    import pytest
+
+    from reidkit.data.samplers import sharded_loader
+
+    data = torch.arange(10).float()
+    loader, sampler = sharded_loader(data, 4, 0, 2, seed=3, num_workers=0, pin_memory=False)
+    sampler.set_epoch(1)
+    want = ShardedEpochSampler(10, 4, 0, 2, seed=3)
+    want.set_epoch(1)
+    assert [b.tolist() for b in loader] == [[float(i) for i in list(want)]]  # 10 // 8 = 1 batch of 4
+    with pytest.raises(KeyError, match=r"the pool has 10 images, fewer than one global batch \(6 x 2\)"):
+        sharded_loader(data, 6, 0, 2, seed=0, num_workers=0, pin_memory=False, what="the pool", error=KeyError)

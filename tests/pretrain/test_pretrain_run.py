@@ -65,7 +65,7 @@ def test_existing_run_needs_resume_and_resume_needs_run(pool, tmp_path, micro_co
     cfg.data.batch_size = 2  # another batch size: a different run, refused unless forced ...
     with pytest.raises(ValueError, match=r"data.batch_size 4 -> 2.*--force"):
         pretrain(cfg, resume=True)
-    with pytest.raises(ValueError, match="same pool, batch size"):  # ... and even then the schedules would not line up
+    with pytest.raises(ValueError, match="same data, batch size"):  # ... and even then the schedules would not line up
         pretrain(cfg, resume=True, force=True)
 
 

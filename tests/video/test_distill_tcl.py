@@ -93,6 +93,10 @@ def test_bad_setups_fail_fast(dataset, tmp_path):
         distill(_cfg(tmp_path, data={"batch_size": 5, "num_instances": 2}), dataset=dataset)
     with pytest.raises(DistillError, match="data.root is not set"):
         distill(_cfg(tmp_path / "x"))
+    # a network's preset and overrides are checked before any model is built or batch loaded
+    with pytest.raises(DistillError, match=r"teacher: unknown model override\(s\) \['knn'\]"):
+        distill(_cfg(tmp_path / "y", teacher={"preset": "vit_micro", "overrides": {"knn": 3}}), dataset=dataset)
+    assert not (tmp_path / "y" / "run_tcl").exists()
 
 
 def test_video_trains_the_video_model_alone(dataset, tmp_path):

@@ -69,3 +69,22 @@ def test_same_folder_written_relative_or_absolute_is_no_change(tmp_path, monkeyp
     moved = move_aside(run)
     assert moved.name.startswith("run.prev-") and (moved / "best.safetensors").read_bytes() == b"weights"
     assert not run.exists()
+
+
+@pytest.mark.slow
+def test_rerun_table_keeps_the_colour_histogram_row(tmp_path, monkeypatch):
+    """The printed results table has the colour-histogram row on a first run and on a re-run that reuses the
+    benchmark from disk (training is left out here, as in a build without reidkit.methods.finetune)."""
+    import reidkit.workflows.demo as demo
+
+    monkeypatch.setenv("REIDKIT_PROGRESS", "0")
+    monkeypatch.setattr(demo, "_module_available", lambda name, attr: False)
+    args = ["demo", "--out", str(tmp_path / "demo"), "--fast", "--workers", "1"]
+    for run in range(2):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        text = res.output
+        assert ("reusing" in text) == (run == 1)
+        table = text[text.index("results on the synthetic benchmark"):text.index("note:")]
+        rows = [line for line in table.splitlines() if re.search(r"\d+\.\d", line)]
+        assert len(rows) == 1 and rows[0].split("│")[1].strip().startswith("colour histogram"), table

@@ -17,6 +17,15 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+# The options of every training command (train, pretrain, adapt, distill), declared once.
+OUT_OPTION = typer.Option(None, "--out", "-o", help="Run folder (overrides `output`).")
+RESUME_OPTION = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt.")
+FORCE_OPTION = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe.")
+PRINT_CONFIG_OPTION = typer.Option(False, "--print-config", help="Print the resolved config and exit.")
+REPORT_OPTION = typer.Option(True, "--report/--no-report", help="Write the HTML report (CMC, training curves, "
+                             "ranked lists) into the run folder at the end.")
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Show reidkit's own input errors (ValueError subclasses, missing files) without a traceback."""

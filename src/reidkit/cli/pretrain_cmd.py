@@ -6,17 +6,18 @@ from typing import List, Optional
 
 import typer
 
-from reidkit.cli.common import console, run_recipe, user_errors
+from reidkit.cli.common import (FORCE_OPTION, OUT_OPTION, PRINT_CONFIG_OPTION, RESUME_OPTION, console, run_recipe,
+                                user_errors)
 
 
 def pretrain_command(
     config: Path = typer.Argument(..., help="Recipe YAML, e.g. configs/pretrain/lup_vit_small_ics_cfs.yaml."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. data.root=data/LUP "
                                                              "solver.epochs=20 precision=bf16"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output`)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
-    force: bool = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    out: Optional[Path] = OUT_OPTION,
+    resume: bool = RESUME_OPTION,
+    force: bool = FORCE_OPTION,
+    print_config: bool = PRINT_CONFIG_OPTION,
 ) -> None:
     """Pre-training: `method: dino` (default; TransReID-SSL) or `coke` on unlabelled person images,
     `method: look` on a labelled source dataset.

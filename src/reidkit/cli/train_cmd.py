@@ -6,19 +6,19 @@ from typing import List, Optional
 
 import typer
 
-from reidkit.cli.common import finish_run, run_recipe, user_errors
+from reidkit.cli.common import (FORCE_OPTION, OUT_OPTION, PRINT_CONFIG_OPTION, REPORT_OPTION, RESUME_OPTION,
+                                finish_run, run_recipe, user_errors)
 
 
 def train_command(
     config: Path = typer.Argument(..., help="Recipe YAML, e.g. configs/finetune/market_vit_small_ics.yaml."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. data.root=data/market "
                                                              "solver.lr=8e-4 precision=bf16"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (overrides `output`)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output folder from last.pt."),
-    force: bool = typer.Option(False, "--force", help="With --resume: accept a changed model/data/batch recipe."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
-    report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report (CMC, training "
-                                "curves, ranked lists) into the run folder at the end."),
+    out: Optional[Path] = OUT_OPTION,
+    resume: bool = RESUME_OPTION,
+    force: bool = FORCE_OPTION,
+    print_config: bool = PRINT_CONFIG_OPTION,
+    report: bool = REPORT_OPTION,
 ) -> None:
     """Fine-tune a ReID model (TransReID-SSL recipe by default). Multi-GPU: `torchrun --nproc_per_node=4
     -m reidkit.cli.main train ...`."""

@@ -28,20 +28,11 @@ class QueryFrame(str, Enum):
 
 def open_any_model(path: Path):
     """A video model file (``save_video_model``) or an image model file (``save_model``), by its metadata."""
-    from safetensors import safe_open
-
     from reidkit.models import load_model
-    from reidkit.models.model_file import ModelFileError
+    from reidkit.models.model_file import read_metadata
     from reidkit.models.temporal import FORMAT, load_video_model
 
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            fmt = (f.metadata() or {}).get("format")
-    except Exception as e:
-        raise ModelFileError(f"{path}: not a safetensors model file ({e})") from None
-    return load_video_model(path) if fmt == FORMAT else load_model(path)
+    return load_video_model(path) if read_metadata(path).get("format") == FORMAT else load_model(path)
 
 
 def extract_video_command(

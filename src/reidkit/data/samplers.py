@@ -1,4 +1,5 @@
-"""PK identity sampler: every batch holds P identities x K images each (the triplet loss needs positives).
+"""PK identity sampler: every batch holds P identities x K images each (the triplet loss needs positives);
+and the sharded epoch sampler of the pre-training methods (``ShardedEpochSampler``, ``sharded_loader``).
 
 The epoch plan follows the official ``RandomIdentitySampler`` (spec §5, sampler row):
 
@@ -22,7 +23,8 @@ from collections import defaultdict
 from typing import Iterator, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class PKSampler(Sampler):
@@ -112,3 +114,43 @@ def _dist_position() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+class ShardedEpochSampler(Sampler[int]):
+    """A per-epoch permutation (seeded by ``seed + epoch``) cut to whole global batches, this
+    rank's batches taken round-robin, optionally starting ``skip_batches`` in (mid-epoch resume)."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
+        self.n, self.batch_size, self.rank, self.world_size, self.seed = n, batch_size, rank, world_size, seed
+        self.epoch, self.skip_batches = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world_size)
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.skip_batches) * self.batch_size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=g)[: self.batches_per_epoch * self.batch_size * self.world_size]
+        mine = perm.view(self.batches_per_epoch, self.world_size, self.batch_size)[:, self.rank]
+        return iter(mine[self.skip_batches:].reshape(-1).tolist())
+
+
+def sharded_loader(dataset: Dataset, batch_size: int, rank: int, world: int, *, seed: int, num_workers: int,
+                   pin_memory: bool, what: str = "the dataset",
+                   error: type[Exception] = ValueError) -> tuple[DataLoader, ShardedEpochSampler]:
+    """The pre-training loader: ``batch_size`` images per process from a ``ShardedEpochSampler`` (call its
+    ``set_epoch(epoch, skip_batches)`` before each epoch). ``error`` (naming ``what``) when the data holds
+    less than one global batch."""
+    sampler = ShardedEpochSampler(len(dataset), batch_size, rank, world, seed=seed)
+    if sampler.batches_per_epoch == 0:
+        raise error(f"{what} has {len(dataset)} images, fewer than one global batch ({batch_size} x {world}); "
+                    "lower data.batch_size")
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        pin_memory=pin_memory, drop_last=True)
+    return loader, sampler

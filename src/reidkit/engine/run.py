@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from reidkit.config import flatten, recipe_diff, save_config, to_dict
-from reidkit.engine.distributed import Dist, all_finite, barrier, init_distributed
+from reidkit.engine.distributed import Dist, all_finite, barrier, gather_objects, init_distributed
 from reidkit.engine.precision import autocast_dtype
-from reidkit.utils.checkpoint import CheckpointError, NonFiniteLossError, load_state, save_state
+from reidkit.utils.checkpoint import (CheckpointError, NonFiniteLossError, load_state, rng_state, save_state,
+                                     set_rng_state)
 from reidkit.utils.io import remove_stale_temporaries
 from reidkit.utils.metric_log import MetricLog
 from reidkit.utils.progress import make_progress
@@ -107,6 +108,24 @@ class Run:
                 state = {**state, "log_row": {k: v.item() if hasattr(v, "item") else v
                                               for k, v in state["log_row"].items()}}
             save_state(self.out / name, {**state, "config": to_dict(self.cfg)})
+
+    def check_steps(self, state: dict, iters: int, global_batch: int) -> None:
+        """A per-iteration method resumes only with the iterations per epoch and global batch it saved
+        (``state["iters_per_epoch"]``, ``state["global_batch"]``; a state without them passes): else its
+        schedules and the sampler position would not line up. ``CheckpointError`` otherwise."""
+        was = (state.get("iters_per_epoch", iters), state.get("global_batch", global_batch))
+        if was != (iters, global_batch):
+            raise CheckpointError(f"{self.state_path}: the run had {was[0]} iterations per epoch of {was[1]} images, "
+                                  f"now {iters} of {global_batch}; resume with the same data, batch size and "
+                                  "number of processes")
+
+    def rng_states(self) -> list:
+        """Every rank's RNG state, in rank order (all ranks must call it), so that each resumes exactly."""
+        return gather_objects(rng_state(), self.dist)
+
+    def restore_rng(self, states: list) -> None:
+        """This rank's RNG state from a ``rng_states()`` list (rank 0's when the run had fewer ranks)."""
+        set_rng_state(states[self.dist.rank] if self.dist.rank < len(states) else states[0])
 
     def publish(self, model: nn.Module, name: str) -> Path:
         """Write a model file (``last.safetensors``, ...) into the run folder; rank 0 only."""

@@ -36,7 +36,7 @@ from reidkit.data.datasets.unlabelled import scan_images
 from reidkit.data.image_dataset import ImageDataset
 from reidkit.data.records import DatasetError, Record
 from reidkit.evaluation.featurefile import FeatureSet
-from reidkit.models.inference import amp_dtype
+from reidkit.utils.arrays import l2_normalise
 from reidkit.utils.progress import make_progress
 
 Source = Sequence[Record] | Sequence[str] | str | os.PathLike
@@ -132,7 +132,7 @@ def _feature_set(records: Sequence[Record], features: np.ndarray, skipped: set[s
                  normalize: bool) -> FeatureSet:
     """``features`` (rows of the records not ``skipped``, in order) with their labels and paths."""
     if normalize:
-        features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        l2_normalise(features, inplace=True)
     kept = [r for r in records if r.path not in skipped] if skipped else records
     return FeatureSet(features, np.array([r.pid for r in kept], dtype=np.int64),
                       np.array([r.camid for r in kept], dtype=np.int64), [r.path for r in kept],
@@ -151,6 +151,9 @@ class _ModelRun:
         if hasattr(model, "eval"):
             model.eval()
         use_camids = _takes_camids(getattr(model, "_orig_mod", model))
+        # imported here, not at the top: reidkit.models pulls in timm and torchvision (~8 CPU-s on a loaded
+        # 2-core machine), which as_records' users (the colour-histogram baseline) never need
+        from reidkit.models.inference import amp_dtype
         self.bar = make_progress().__enter__()
         task = self.bar.add_task(self.description, total=self.total, visible=self.progress)
 

@@ -36,6 +36,7 @@ from reidkit.data.records import DatasetError, Tracklet
 from reidkit.data.video_loader import DEFAULT_SEQ_LEN, check_tracklets, sample_frames
 from reidkit.evaluation.featurefile import FeatureSet
 from reidkit.models.temporal import TemporalPool, VideoReIDModel
+from reidkit.utils.arrays import l2_normalise
 
 
 @dataclass
@@ -195,7 +196,7 @@ def extract_tracklet_features(model: Callable[..., torch.Tensor], tracklets: Seq
                            f"(first missing: {missing[0] if missing else '?'})")
     feats = torch.cat(out_feats).numpy()
     if normalize:
-        feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        l2_normalise(feats, inplace=True)
     kt = [tracklets[i] for i in kept]
     used = [int(ends[i] - (ends[i - 1] if i else 0)) for i in kept]
     meta = {"kind": "tracklets", "num_frames": used, "sampler": sampler, "seq_len": seq_len,
@@ -206,7 +207,7 @@ def extract_tracklet_features(model: Callable[..., torch.Tensor], tracklets: Seq
         rows_idx = np.concatenate(frame_ok)
         ff = torch.cat(frame_rows).numpy()
         if normalize:
-            ff /= np.maximum(np.linalg.norm(ff, axis=1, keepdims=True), 1e-12)
+            l2_normalise(ff, inplace=True)
         row_of = {t: r for r, t in enumerate(kept)}
         tidx = [row_of[int(owner_all[k])] for k in rows_idx.tolist()]
         ffs = FeatureSet(ff, [kt[r].pid for r in tidx], [kt[r].camid for r in tidx],

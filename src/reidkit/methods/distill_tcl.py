@@ -6,7 +6,7 @@
     run_dir = distill(cfg)          # distill(cfg, resume=True) continues a killed run
 
 The story, top to bottom:
-  1. recipe  ``DistillConfig`` (a ``reidkit.engine.recipe.RunRecipe``: output, seed, device,
+  1. recipe  ``DistillConfig`` (``reidkit.recipes.distill``, a ``RunRecipe``: output, seed, device,
              precision, log_every at the top level as in every recipe): data (tracklets, clip length),
              teacher (a ``VideoReIDModel``: frame backbone + temporal pooling), student (an image
              ``ReIDModel``), distill (method and weights), loss, solver, eval.
@@ -37,114 +37,21 @@ Single-process (no DDP): the teacher forward costs ``seq_len`` x the student's.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
-from reidkit.engine.recipe import RunRecipe
 from reidkit.losses.softmax import cross_entropy
 from reidkit.losses.tcl import TripletContrastLoss, logits_kd
 from reidkit.losses.triplet import TripletLoss
-
-
-class DistillError(ValueError):
-    """A distillation setup that cannot run (bad option combination, existing run folder, data)."""
+from reidkit.recipes.distill import (DistillConfig, DistillError, DistillLossConfig, LossConfig,  # noqa: F401
+                                     NetConfig, SolverConfig, VideoDataConfig, VideoEvalConfig)  # (re-exported)
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. the recipe
-
-
-@dataclass
-class VideoDataConfig:
-    format: str = "mars"                          # a video reader of reidkit.data.datasets
-    root: str = ""
-    options: dict = field(default_factory=dict)
-    size: tuple[int, int] = (256, 128)            # (height, width) of every frame
-    seq_len: int = 8                              # frames per training clip (teacher input)
-    sampler: Literal["random", "evenly"] = "random"
-    hflip: float = 0.5
-    pad: int = 10
-    erasing: float = 0.5
-    batch_size: int = 32                          # P x K tracklets
-    num_instances: int = 4
-    num_workers: int = 0
-    on_error: Literal["skip", "raise"] = "skip"
-
-
-@dataclass
-class NetConfig:
-    preset: str = "vit_small_ics"
-    weights: str | None = None                    # pre-trained backbone (DINO / official / timm / ours)
-    pool: Literal["avg", "max", "attention"] = "avg"   # temporal pooling (teacher only)
-    drop_path_rate: float = 0.1
-    overrides: dict = field(default_factory=dict)
-
-
-@dataclass
-class DistillLossConfig:
-    method: Literal["none", "kd", "tcl", "video"] = "tcl"
-    mutual: bool = True
-    tcl_weight: float = 1.0                       # alpha
-    tcl_tau: float = 0.1
-    kd_weight: float = 1.0                        # beta
-    kd_temperature: float = 4.0
-
-
-@dataclass
-class LossConfig:
-    id_weight: float = 1.0
-    label_smoothing: float = 0.1
-    triplet_weight: float = 1.0
-    triplet_margin: float | None = None           # None: soft margin
-
-
-@dataclass
-class SolverConfig:
-    lr: float = 3.5e-4
-    weight_decay: float = 0.05
-    epochs: int = 60
-    warmup_epochs: float = 5
-    warmup_factor: float = 0.01
-    min_lr_factor: float = 0.01
-    grad_clip: float = 0.0
-
-
-@dataclass
-class VideoEvalConfig:
-    enabled: bool = True
-    every: int = 0                                # also every N epochs; 0 = at the end only
-    batch_size: int = 128
-    sampler: Literal["all", "evenly"] = "all"     # gallery / query tracklet frames
-    seq_len: int = 15
-    query_frame: Literal["first", "middle", "all"] = "first"
-    metric: Literal["cosine", "euclidean"] = "cosine"
-
-
-@dataclass
-class DistillConfig(RunRecipe):
-    data: VideoDataConfig = field(default_factory=VideoDataConfig)
-    teacher: NetConfig = field(default_factory=NetConfig)
-    student: NetConfig = field(default_factory=NetConfig)
-    distill: DistillLossConfig = field(default_factory=DistillLossConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    solver: SolverConfig = field(default_factory=SolverConfig)
-    eval: VideoEvalConfig = field(default_factory=VideoEvalConfig)
-    output: str = "runs/distill_tcl"
-
-    def check(self, world: int = 1) -> None:
-        """Fast checks before any data or model is touched (called by ``engine.run.start``)."""
-        self.check_run()
-        d = self.data
-        if d.batch_size % d.num_instances:
-            raise DistillError(f"data.batch_size={d.batch_size} is not a multiple of num_instances={d.num_instances}")
-        if d.seq_len < 1 or self.solver.epochs < 1:
-            raise DistillError(f"data.seq_len and solver.epochs must be >= 1 (got {d.seq_len}, {self.solver.epochs})")
-        if self.distill.method == "tcl" and self.distill.tcl_weight <= 0 and self.distill.kd_weight <= 0:
-            raise DistillError("distill.method=tcl with tcl_weight and kd_weight both 0 distils nothing")
+# 1. the recipe: ``DistillConfig`` in reidkit.recipes.distill (torch-free, so that ``reidkit distill`` checks it
+#    before torch is imported), re-exported here.
 
 
 # ---------------------------------------------------------------------------------------------

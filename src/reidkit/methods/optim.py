@@ -76,6 +76,27 @@ def adamw_param_groups(model: nn.Module, lr: float, weight_decay: float = 0.05,
     return [groups[k] for k in sorted(groups)]
 
 
+def dino_param_groups(model: nn.Module) -> list[dict]:
+    """DINO's two groups (also CoKe's and LOOK's): weight decay on matrices only; biases and norm parameters
+    (ndim <= 1) are not regularised. The decay itself is set by the caller (per iteration in DINO)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def clip_gradients(model: nn.Module, clip: float) -> None:
+    """Per-parameter clipping: each gradient is scaled down to norm ``clip`` on its own (DINO)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            norm = p.grad.detach().norm(2)
+            coef = clip / (norm + 1e-6)
+            if coef < 1:
+                p.grad.mul_(coef)
+
+
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, *, momentum: float = 0.9,
                     bias_lr_factor: float = 2.0, weight_decay_bias: float | None = None,
                     layer_decay: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),

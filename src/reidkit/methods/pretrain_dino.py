@@ -33,15 +33,15 @@ from torch import nn
 
 from reidkit.data.device_multicrop import DeviceMultiCrop, MultiCropDraws
 from reidkit.data.multicrop import MultiCrop
+from reidkit.data.samplers import sharded_loader
 from reidkit.engine.distributed import barrier, gather_objects, mean_over_ranks, wrap_ddp
 from reidkit.engine.precision import autocast, maybe_compile, to_device
 from reidkit.engine.run import Run, start
 from reidkit.losses.dino import DINOLoss
-from reidkit.methods.optim import cosine_iter_schedule
+from reidkit.methods.optim import clip_gradients, cosine_iter_schedule, dino_param_groups
 from reidkit.models.dino_head import DINOHead
 from reidkit.recipes.pretrain import (PretrainConfig, PretrainData, PretrainError, PretrainHead,  # noqa: F401
                                       PretrainLoss, PretrainModel, PretrainSolver)  # (the recipe, re-exported)
-from reidkit.utils.checkpoint import CheckpointError, rng_state, set_rng_state
 from reidkit.utils.io import atomic_write_text
 from reidkit.utils.seed import seed_everything
 
@@ -86,31 +86,6 @@ class MultiCropPool(torch.utils.data.Dataset):
         img, _ = self.images[index]
         rng = random.Random((self.seed * 1_000_003 + self.epoch) * 2**32 + index)
         return self.multicrop(img, rng), index
-
-
-class ShardedEpochSampler(torch.utils.data.Sampler[int]):
-    """A per-epoch permutation (seeded by ``seed + epoch``) cut to whole global batches, this
-    rank's batches taken round-robin, optionally starting ``skip_batches`` in (mid-epoch resume)."""
-
-    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
-        self.n, self.batch_size, self.rank, self.world_size, self.seed = n, batch_size, rank, world_size, seed
-        self.epoch, self.skip_batches = 0, 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.n // (self.batch_size * self.world_size)
-
-    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
-        self.epoch, self.skip_batches = epoch, skip_batches
-
-    def __len__(self) -> int:
-        return (self.batches_per_epoch - self.skip_batches) * self.batch_size
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        perm = torch.randperm(self.n, generator=g)[: self.batches_per_epoch * self.batch_size * self.world_size]
-        mine = perm.view(self.batches_per_epoch, self.world_size, self.batch_size)[:, self.rank]
-        return iter(mine[self.skip_batches:].reshape(-1).tolist())
 
 
 def pool_paths(data: PretrainData) -> list[str]:
@@ -192,28 +167,9 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# 4. Schedules: plain per-iteration arrays (``cosine_iter_schedule`` from methods.optim)
+# 4. Schedules: plain per-iteration arrays; parameter groups and per-parameter clipping (all from
+#    methods.optim)
 # ----------------------------------------------------------------------------------------------
-def param_groups(model: nn.Module) -> list[dict]:
-    """Weight decay on matrices only: biases and norm parameters (ndim <= 1) are not regularised."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
-    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def clip_gradients(model: nn.Module, clip: float) -> None:
-    """Per-parameter clipping: each gradient is scaled down to norm ``clip`` on its own (DINO)."""
-    for p in model.parameters():
-        if p.grad is not None:
-            norm = p.grad.detach().norm(2)
-            coef = clip / (norm + 1e-6)
-            if coef < 1:
-                p.grad.mul_(coef)
-
-
 def cancel_last_layer_gradients(model: nn.Module) -> None:
     for name, p in model.named_parameters():
         if "last_layer" in name:
@@ -313,14 +269,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, force: bool = False) -> 
     paths = pool_paths(cfg.data)
     pool = MultiCropPool(paths, MultiCropDraws(cfg.crops) if cfg.data.device_augment else MultiCrop(cfg.crops),
                          seed=cfg.seed)
-    sampler = ShardedEpochSampler(len(pool), cfg.data.batch_size, d.rank, d.world, seed=cfg.seed)
+    loader, sampler = sharded_loader(pool, cfg.data.batch_size, d.rank, d.world, seed=cfg.seed,
+                                     num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
+                                     what="the pool", error=PretrainError)
     iters = sampler.batches_per_epoch
-    if iters == 0:
-        raise PretrainError(f"the pool has {len(pool)} images, fewer than one global batch "
-                            f"({cfg.data.batch_size} x {d.world}); lower data.batch_size")
-    loader = torch.utils.data.DataLoader(pool, batch_size=cfg.data.batch_size, sampler=sampler,
-                                         num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                                         drop_last=True, persistent_workers=False)
 
     # student, teacher, loss, optimiser, schedules
     student, teacher, model_config = build_student_teacher(cfg)
@@ -335,7 +287,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, force: bool = False) -> 
                     DINOLoss(cfg.head.out_dim, cfg.crops.num_views, s.epochs, cfg.loss.teacher_temp,
                              cfg.loss.warmup_teacher_temp, cfg.loss.warmup_teacher_temp_epochs,
                              cfg.loss.student_temp, cfg.loss.center_momentum).to(device),
-                    torch.optim.AdamW(param_groups(student), fused=device.type == "cuda" or None),
+                    torch.optim.AdamW(dino_param_groups(student), fused=device.type == "cuda" or None),
                     torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None,
                     cosine_iter_schedule(s.lr * global_batch / 256, s.min_lr, s.epochs, iters, s.warmup_epochs),
                     cosine_iter_schedule(s.weight_decay, s.weight_decay_end, s.epochs, iters),
@@ -345,11 +297,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, force: bool = False) -> 
     start_epoch, start_iter = 0, 0
     state = run.restore(map_location=device)
     if state is not None:
-        was = (state.get("iters_per_epoch", iters), state.get("global_batch", global_batch))
-        if was != (iters, global_batch):  # the schedules and the sampler position would not line up
-            raise CheckpointError(f"{run.state_path}: the run had {was[0]} iterations per epoch of {was[1]} images, "
-                                  f"now {iters} of {global_batch}; resume with the same pool, batch size and "
-                                  "number of processes")
+        run.check_steps(state, iters, global_batch)
         student.load_state_dict(state["student"])
         teacher.load_state_dict(state["teacher"])
         t.optimizer.load_state_dict(state["optimizer"])
@@ -358,7 +306,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, force: bool = False) -> 
             t.scaler.load_state_dict(state["scaler"])
         start_epoch, start_iter = int(state["epoch"]), int(state["iter_in_epoch"])
         if "rng" in state:
-            set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
+            run.restore_rng(state["rng"])
         run.say(f"resumed {out} at epoch {start_epoch + 1}, iteration {start_iter + 1}")
     run.resume_log(start_epoch * iters + start_iter, None)  # rows come before checkpoints: none to re-add
 
@@ -367,7 +315,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, force: bool = False) -> 
             reid = ReIDModel.from_config(model_config)
             reid.backbone.load_state_dict(teacher.backbone.state_dict())
             run.publish(reid, "last.safetensors")
-        rngs = gather_objects(rng_state(), d)  # every rank's RNG, so drop-path noise resumes exactly on each
+        rngs = run.rng_states()  # every rank's RNG, so drop-path noise resumes exactly on each
         skipped = pool.images.skipped_paths
         if d.world > 1 and final_of_epoch:
             skipped = [p for paths in gather_objects(skipped, d) for p in paths]

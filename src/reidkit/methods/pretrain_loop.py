@@ -1,6 +1,7 @@
 """What the CoKe and LOOK pre-training methods share: the view pool, the encoder with its head, and
 the resumable training loop. Each method module keeps its story (recipe, head, loss, step); this file
-holds the plumbing DINO has inline (``pretrain_dino``), reusing its sampler and helpers.
+holds the plumbing DINO has inline (``pretrain_dino``), on the same sampler (``data.samplers``) and
+optimiser helpers (``methods.optim``).
 
 * ``ViewsData``/``ViewPool``: any reidkit dataset format (``unlabelled`` for a pool, ``market1501``,
   ``msmt17``, ``mm``, ...) -> ``(views, index, label)``; ``views`` are ``num_views`` global crops of
@@ -29,14 +30,13 @@ from torch import nn
 
 from reidkit.data.multicrop import MultiCrop
 from reidkit.data.multicrop_config import MultiCropConfig
-from reidkit.engine.distributed import barrier, gather_objects, mean_over_ranks, wrap_ddp
+from reidkit.data.samplers import sharded_loader
+from reidkit.engine.distributed import barrier, mean_over_ranks, wrap_ddp
 from reidkit.engine.precision import autocast, grad_scaler, maybe_compile, to_device
 from reidkit.engine.recipe import (RENAMED, ModelRecipe, Precision, RecipeError, RunRecipe, check_model,
                                    check_positive)
 from reidkit.engine.run import Run, start
-from reidkit.methods.optim import cosine_iter_schedule
-from reidkit.methods.pretrain_dino import ShardedEpochSampler, clip_gradients, param_groups
-from reidkit.utils.checkpoint import CheckpointError, rng_state, set_rng_state
+from reidkit.methods.optim import clip_gradients, cosine_iter_schedule, dino_param_groups
 from reidkit.utils.seed import seed_everything
 
 
@@ -249,14 +249,9 @@ def run_pretraining(cfg: ViewsRecipe, name: str, resume: bool, force: bool,
     run = start(cfg, resume, force, ValueError, tensorboard=False)
     d, device = run.dist, run.device
     pool = ViewPool(paths, labels, cfg.crops, cfg.data.num_views, seed=cfg.seed)
-    sampler = ShardedEpochSampler(len(pool), cfg.data.batch_size, d.rank, d.world, seed=cfg.seed)
+    loader, sampler = sharded_loader(pool, cfg.data.batch_size, d.rank, d.world, seed=cfg.seed,
+                                     num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
     iters = sampler.batches_per_epoch
-    if iters == 0:
-        raise ValueError(f"the dataset has {len(pool)} images, fewer than one global batch "
-                         f"({cfg.data.batch_size} x {d.world}); lower data.batch_size")
-    loader = torch.utils.data.DataLoader(pool, batch_size=cfg.data.batch_size, sampler=sampler,
-                                         num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                                         drop_last=True)
     net, loss_fn, model_config = build(len(pool), labels)
     seed_everything(cfg.seed + d.rank)  # then each rank its own drop-path noise
     if d.world > 1 and device.type == "cuda":
@@ -264,7 +259,7 @@ def run_pretraining(cfg: ViewsRecipe, name: str, resume: bool, force: bool,
     net.to(device), loss_fn.to(device)
     s, global_batch = cfg.solver, cfg.data.batch_size * d.world
     t = Trainer(net, maybe_compile(wrap_ddp(net, d, device), cfg.compile), loss_fn,
-                torch.optim.AdamW(param_groups(net), weight_decay=s.weight_decay),
+                torch.optim.AdamW(dino_param_groups(net), weight_decay=s.weight_decay),
                 grad_scaler(run.amp),
                 cosine_iter_schedule(s.lr * global_batch / 256, s.min_lr, s.epochs, iters, s.warmup_epochs),
                 iters, step)
@@ -272,18 +267,14 @@ def run_pretraining(cfg: ViewsRecipe, name: str, resume: bool, force: bool,
     start_epoch, start_iter = 0, 0
     state = run.restore(map_location=device)
     if state is not None:
-        was = (state.get("iters_per_epoch"), state.get("global_batch"))
-        if was != (iters, global_batch):
-            raise CheckpointError(f"{run.state_path}: the run had {was[0]} iterations per epoch of {was[1]} "
-                                  f"images, now {iters} of {global_batch}; resume with the same data, batch size "
-                                  "and number of processes")
+        run.check_steps(state, iters, global_batch)
         net.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss"])
         t.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             t.scaler.load_state_dict(state["scaler"])
         start_epoch, start_iter = int(state["epoch"]), int(state["iter_in_epoch"])
-        set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
+        run.restore_rng(state["rng"])
         run.say(f"resumed {run.out} at epoch {start_epoch + 1}, iteration {start_iter + 1}")
     run.resume_log(start_epoch * iters + start_iter, None)
 
@@ -292,7 +283,7 @@ def run_pretraining(cfg: ViewsRecipe, name: str, resume: bool, force: bool,
             reid = ReIDModel.from_config(model_config)
             reid.backbone.load_state_dict(net.backbone.state_dict())
             run.publish(reid, "last.safetensors")
-        rngs = gather_objects(rng_state(), d)
+        rngs = run.rng_states()
         run.save({"model": net.state_dict(), "loss": loss_fn.state_dict(), "optimizer": t.optimizer.state_dict(),
                   "scaler": t.scaler.state_dict(), "epoch": epoch,
                   "iter_in_epoch": iter_in_epoch, "rng": rngs, "method": name, "iters_per_epoch": iters,

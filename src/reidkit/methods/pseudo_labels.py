@@ -29,44 +29,12 @@ the Dash dynamic-threshold filter, and pseudo-label quality against ground truth
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 
-# scipy.sparse (about 1 s to import) is imported inside the functions that use it, so that the adapt
-# recipe, which holds ClusterConfig, loads fast enough to refuse a bad config before the heavy imports.
+from reidkit.recipes.adapt import ClusterConfig, PseudoLabelError  # noqa: F401 (the recipe's section, re-exported)
+from reidkit.utils.arrays import l2_normalise
 
-
-class PseudoLabelError(ValueError):
-    """Bad clustering settings or inputs."""
-
-
-@dataclass
-class ClusterConfig:
-    distance: Literal["jaccard", "gcr"] = "jaccard"
-    k1: int = 30                      # k-reciprocal neighbourhood (cluster-contrast)
-    k2: int = 6                       # local query expansion
-    eps: float | Literal["auto"] = "auto"  # DBSCAN radius; 'auto' = from the first epoch's k-distances
-    #                                       (recipes pin 0.6 Market, 0.7 MSMT17: cluster-contrast scripts)
-    min_samples: int = 4
-    knn: Literal["auto", "torch", "faiss"] = "auto"
-    filter: Literal["dbscan", "dash"] = "dbscan"   # 'dbscan': drop DBSCAN outliers; 'dash': also Dash
-    dash_c: float = 1.0001
-    dash_gamma: float = 1.27
-    dash_rho_min: float = 0.05
-    gcr_k: int = 30                   # GCR distance: neighbours kept per row of the sparse cosine graph
-    gcr_rounds: int = 1
-
-    def validate(self) -> "ClusterConfig":
-        if self.eps != "auto" and (isinstance(self.eps, str) or not 0.0 < float(self.eps) < 1.0) \
-                and self.distance == "jaccard":
-            raise PseudoLabelError(f"cluster.eps={self.eps} must be 'auto' or in (0, 1) for the Jaccard distance")
-        if self.min_samples < 1 or self.k1 < 1 or self.k2 < 1:
-            raise PseudoLabelError("cluster.min_samples, k1 and k2 must be >= 1")
-        if self.dash_gamma <= 1.0:
-            raise PseudoLabelError(f"cluster.dash_gamma={self.dash_gamma} must be > 1 (a shrinking threshold)")
-        return self
+# scipy.sparse (about 1 s to import) and torch are imported inside the functions that use them.
 
 
 def distance_graph(features: np.ndarray, cfg: ClusterConfig, camids: np.ndarray | None = None,
@@ -87,7 +55,7 @@ def distance_graph(features: np.ndarray, cfg: ClusterConfig, camids: np.ndarray 
         return jaccard_distance(features, cfg.k1, cfg.k2, convention="cluster", knn=cfg.knn)
     from reidkit.evaluation.rerank_gcr import GCRConfig, gcr
 
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    x = l2_normalise(features)
     cams = camids if camids is not None and (camids >= 0).all() else None
     # the train set plays the gallery (PVG statistics come from it); no queries
     gcfg = GCRConfig(rounds=cfg.gcr_rounds, pvg=False)

@@ -35,8 +35,9 @@ def save_with_config(model, path: str | Path, fmt: str, metadata: dict[str, str]
     return save_tensors(path, model.state_dict(), metadata=meta)
 
 
-def read_model_config(path: str | Path) -> dict:
-    """The JSON config stored in a model file (without reading the weights)."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a model file (image or video; the weights are not read). ``ModelFileError`` when the
+    file is missing or not safetensors."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -44,9 +45,26 @@ def read_model_config(path: str | Path) -> dict:
         raise ModelFileError(f"{path}: model file not found")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            return f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for non-safetensors files
         raise ModelFileError(f"{path}: not a safetensors model file ({e})") from None
+
+
+def load_weights_exactly(model, path: str | Path, map_location: str = "cpu"):
+    """``model`` with the file's weights (every key, no other), moved to ``map_location``, in eval mode."""
+    from reidkit.utils.io import load_tensors
+
+    tensors, _ = load_tensors(path)
+    result = model.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelFileError(f"{path}: weights do not match the stored config: missing "
+                             f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    return model.to(map_location).eval()
+
+
+def read_model_config(path: str | Path) -> dict:
+    """The JSON config stored in a model file (without reading the weights)."""
+    meta = read_metadata(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise ModelFileError(
             f"{path}: no reidkit model config in this file (format {meta.get('format')!r}); "
@@ -56,13 +74,4 @@ def read_model_config(path: str | Path) -> dict:
 
 def load_model(path: str | Path, map_location: str = "cpu") -> ReIDModel:
     """Rebuild a model from a file written by :func:`save_model`; returned in eval mode."""
-    from reidkit.utils.io import load_tensors
-
-    config = read_model_config(path)
-    model = ReIDModel.from_config(config)
-    tensors, _ = load_tensors(path)
-    result = model.load_state_dict(tensors, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelFileError(f"{path}: weights do not match the stored config: missing "
-                             f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
-    return model.to(map_location).eval()
+    return load_weights_exactly(ReIDModel.from_config(read_model_config(path)), path, map_location)

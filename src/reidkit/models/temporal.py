@@ -147,29 +147,13 @@ def save_video_model(model: VideoReIDModel, path: str | Path, metadata: dict[str
 
 def load_video_model(path: str | Path, map_location: str = "cpu") -> VideoReIDModel:
     """Rebuild a model written by ``save_video_model`` (returned in eval mode)."""
-    from safetensors import safe_open
+    from reidkit.models.model_file import ModelFileError, load_weights_exactly, read_metadata
 
-    from reidkit.models.model_file import ModelFileError
-    from reidkit.utils.io import load_tensors
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: video model file not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:
-        raise ModelFileError(f"{path}: not a safetensors model file ({e})") from None
+    meta = read_metadata(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise ModelFileError(f"{path}: not a reidkit video model (format {meta.get('format')!r}); "
                              "image models load with reidkit.models.load_model")
-    model = VideoReIDModel.from_config(json.loads(meta["config"]))
-    tensors, _ = load_tensors(path)
-    result = model.load_state_dict(tensors, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelFileError(f"{path}: weights do not match the stored config: missing "
-                             f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
-    return model.to(map_location).eval()
+    return load_weights_exactly(VideoReIDModel.from_config(json.loads(meta["config"])), path, map_location)
 
 
 __all__ = ["POOLS", "TemporalPool", "VideoReIDModel", "build_video_model", "save_video_model", "load_video_model"]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from reidkit.engine.recipe import RENAMED, CacheMode, ModelRecipe, RunRecipe, check_model, check_paths, check_positive
-from reidkit.methods.pseudo_labels import ClusterConfig
 
 
 class AdaptError(ValueError):
@@ -47,6 +46,37 @@ class SourceConfig:
 class AdaptModelConfig(ModelRecipe):
     drop_path_rate: float = 0.3     # cluster-contrast's TransReID default
     neck_feat: Literal["before", "after"] | None = "after"  # the BN feature is clustered, trained and tested
+
+
+class PseudoLabelError(ValueError):
+    """Bad clustering settings or inputs."""
+
+
+@dataclass
+class ClusterConfig:
+    distance: Literal["jaccard", "gcr"] = "jaccard"
+    k1: int = 30                      # k-reciprocal neighbourhood (cluster-contrast)
+    k2: int = 6                       # local query expansion
+    eps: float | Literal["auto"] = "auto"  # DBSCAN radius; 'auto' = from the first epoch's k-distances
+    #                                       (recipes pin 0.6 Market, 0.7 MSMT17: cluster-contrast scripts)
+    min_samples: int = 4
+    knn: Literal["auto", "torch", "faiss"] = "auto"
+    filter: Literal["dbscan", "dash"] = "dbscan"   # 'dbscan': drop DBSCAN outliers; 'dash': also Dash
+    dash_c: float = 1.0001
+    dash_gamma: float = 1.27
+    dash_rho_min: float = 0.05
+    gcr_k: int = 30                   # GCR distance: neighbours kept per row of the sparse cosine graph
+    gcr_rounds: int = 1
+
+    def validate(self) -> "ClusterConfig":
+        if self.eps != "auto" and (isinstance(self.eps, str) or not 0.0 < float(self.eps) < 1.0) \
+                and self.distance == "jaccard":
+            raise PseudoLabelError(f"cluster.eps={self.eps} must be 'auto' or in (0, 1) for the Jaccard distance")
+        if self.min_samples < 1 or self.k1 < 1 or self.k2 < 1:
+            raise PseudoLabelError("cluster.min_samples, k1 and k2 must be >= 1")
+        if self.dash_gamma <= 1.0:
+            raise PseudoLabelError(f"cluster.dash_gamma={self.dash_gamma} must be > 1 (a shrinking threshold)")
+        return self
 
 
 @dataclass

@@ -19,7 +19,8 @@ import numpy as np
 MODEL_FILES = ("best.safetensors", "last.safetensors")
 
 
-def _metrics_row(name: str, res: dict) -> dict:
+def metrics_row(name: str, res: dict) -> dict:
+    """A results-table row in percent (mAP, R1, R5, R10, mINP) from ``evaluation.metrics.evaluate``'s dict."""
     cmc = np.asarray(res["cmc"])
     rank = lambda r: 100.0 * float(cmc[min(r, len(cmc)) - 1])  # noqa: E731
     return {"model": name, "mAP": 100 * float(res["mAP"]), "R1": rank(1), "R5": rank(5), "R10": rank(10),
@@ -45,7 +46,7 @@ def _results_section(out: Path, name: str, query, gallery, metric: str, protocol
         dist = compute_distance(query.features, gallery.features, metric).numpy()
     dist = np.asarray(dist)
     res = evaluate(dist, query=query, gallery=gallery, metric=metric, protocol=protocol)
-    rows, figures, ranked = [_metrics_row(name, res)], [], []
+    rows, figures, ranked = [metrics_row(name, res)], [], []
     if res["num_valid_queries"] == 0:
         notes.append("no query has a valid gallery match (no labels, or no cross-camera match): "
                      "no CMC curve or ranked lists")

@@ -117,21 +117,15 @@ def step_synth(cfg: DemoConfig, data_dir: Path, say: Say = print, show_synth: Ca
     return result
 
 
-def _metrics_row(name: str, m: dict) -> dict:
-    cmc = np.asarray(m["cmc"])
-    rank = lambda r: 100.0 * float(cmc[min(r, len(cmc)) - 1])  # noqa: E731
-    return {"model": name, "mAP": 100 * float(m["mAP"]), "R1": rank(1), "R5": rank(5), "R10": rank(10),
-            "mINP": 100 * float(m["mINP"])}
-
-
 def evaluate_features(name: str, query, gallery, metric: str) -> tuple[dict, np.ndarray, np.ndarray]:
     """Table row, CMC (rank-1 first) and (N_q, N_g) distances of one model's features."""
     from reidkit.evaluation.distances import compute_distance
     from reidkit.evaluation.metrics import evaluate
+    from reidkit.report.run_report import metrics_row
 
     dist = compute_distance(query.features, gallery.features, metric).numpy()
     m = evaluate(dist, query=query, gallery=gallery)
-    return _metrics_row(name, m), np.asarray(m["cmc"]), dist
+    return metrics_row(name, m), np.asarray(m["cmc"]), dist
 
 
 def step_baseline(dataset, say: Say = print):
@@ -248,14 +242,15 @@ def step_rerank(name: str, query, gallery, say: Say = print) -> list[dict]:
     from reidkit.evaluation.distances import compute_distance
     from reidkit.evaluation.metrics import evaluate
     from reidkit.evaluation.rerank import apply_rerank
+    from reidkit.report.run_report import metrics_row
 
     say("    re-ranking the fine-tuned model's distances (k-reciprocal, GCR)")
     rows = []
     dist, _, _ = apply_rerank("kreciprocal", query, gallery, metric="cosine", k1=20, k2=6, lambda_value=0.3)
-    rows.append(_metrics_row(f"{name} + k-reciprocal", evaluate(dist, query=query, gallery=gallery)))
+    rows.append(metrics_row(f"{name} + k-reciprocal", evaluate(dist, query=query, gallery=gallery)))
     _, q2, g2 = apply_rerank("gcr", query, gallery, cfg="market")
     dist = compute_distance(q2.features, g2.features, "cosine").numpy()
-    rows.append(_metrics_row(f"{name} + GCR", evaluate(dist, query=query, gallery=gallery)))
+    rows.append(metrics_row(f"{name} + GCR", evaluate(dist, query=query, gallery=gallery)))
     return rows
 
 
