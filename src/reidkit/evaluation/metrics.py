@@ -28,17 +28,25 @@ entries at exactly equal distance are ordered by ascending gallery index, as a s
 ``reference.py`` spells the rule out as a plain per-query loop; tests compare the two.
 
 How the cost stays bounded at every difficulty: only the entries no farther than a query's hardest
-positive can change its ranks (its candidates). Per query chunk, one compare pass over the (B, N_g)
-distances keeps them; each row's candidates are then sorted as plain float32 values (numpy's SIMD
-sort, several times cheaper than the full ``argsort`` that other evaluators do, and only over the
-candidates), and a positive's rank is a ``searchsorted`` of its own distance, minus the excluded
-entries (same pid and camera, or the query itself) that precede it. Entries at exactly a positive's
-distance (``searchsorted`` right - left > 1) are settled by gallery index on the unsorted row. A
-good model has a few hundred candidates per query; the hardest synthetic problems have about a
-quarter of the gallery, and a model that ranks positives last all of it: the work is then one value
-sort per row, never worse. Chunks rank on ``torch.get_num_threads()`` threads (numpy releases the
-GIL); peak extra memory is O(chunk * N_g) whatever the gallery size. CUHK03 draws and TPR@FPR use
-dense (B, N_g) torch masks per chunk.
+positive can change its ranks (its candidates). Per block of rows (~1M distances, so the temporaries
+stay small and in cache), one compare pass over the distances keeps them; each row's candidates are
+then sorted as plain float32 values (numpy's SIMD sort, several times cheaper than the full
+``argsort`` that other evaluators do, and only over the candidates), and a positive's rank is a
+``searchsorted`` of its own distance, minus the excluded entries (same pid and camera, or the query
+itself) that precede it. Entries at exactly a positive's distance (the next sorted value equals it)
+are settled by gallery index on the unsorted row. A good model has a few hundred candidates per
+query; the hardest synthetic problems have about a third of the gallery, and a model that ranks
+positives last all of it: the work is then one value sort per row plus the compare and gather
+passes (~1.2x a plain value sort of every row, still far below an argsort). A switch to a full sort
+never pays: at mAP 0.1 (a third of the gallery as candidates) it measured 2.4x the candidate path
+(2026-12-07). Chunks rank on
+``torch.get_num_threads()`` threads (numpy releases the GIL); peak extra memory is O(chunk * N_g)
+whatever the gallery size. CUHK03 draws and TPR@FPR use dense (B, N_g) torch masks per chunk.
+
+From features, each worker computes its chunk's distances with numpy's BLAS on one thread into a
+buffer it reuses (``_FeatureRows``): OpenBLAS runs the wide (chunk x N_g) product at ~75 GFLOP per
+CPU-second on this project's AMD CPUs against ~45 for torch's MKL, and the two workers overlap GEMM
+and ranking. The full (N_q, N_g) matrix never exists.
 """
 from __future__ import annotations
 
