@@ -139,11 +139,10 @@ def test_features_path_reused_buffers_equal_fresh_ones():
 
 @pytest.mark.parametrize("n_q,n_g,threads", [(11659, 82161, 2), (3368, 15913, 2), (5, 100, 2), (3000, 10, 3),
                                               (1, 5_000_000, 1)])
-def test_feature_chunks_are_capped_and_even(monkeypatch, n_q, n_g, threads):
-    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
-    rows = metrics._default_chunk(n_q, n_g, from_features=True)
+def test_feature_chunks_are_capped_and_even(n_q, n_g, threads):
+    rows = metrics._default_chunk(n_q, n_g, from_features=True, workers=threads)
     n_chunks = -(-n_q // rows)
     assert 1 <= rows <= metrics._GEMM_MAX_ROWS
     assert rows * n_g <= max(metrics._GEMM_ELEMENTS, n_g)
     assert n_chunks == 1 or n_chunks % threads == 0
-    assert metrics._default_chunk(n_q, n_g, from_features=False) == max(1, metrics._CHUNK_ELEMENTS // n_g)
+    assert metrics._default_chunk(n_q, n_g, False, threads) == max(1, metrics._CHUNK_ELEMENTS // n_g)

@@ -63,6 +63,7 @@ import torch
 from reidkit.evaluation.distances import (DistanceError, DistanceFunction, check_features, check_metric,
                                           normalize)
 from reidkit.evaluation.featurefile import FeatureSet
+from reidkit.evaluation.threads import one_thread
 
 PROTOCOLS = ("market", "cuhk03", "no-camera")
 DEFAULT_FPRS = (1e-4, 1e-3, 1e-2)
@@ -407,8 +408,20 @@ def _single_shot_hits(key, pos, neg, gp_group, n_groups, q_index, g_index, seed,
     return torch.where(pkey < _INT64_MAX, rank, -1)
 
 
-def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, chunk, self_index,
-              tpr_fprs, cuhk03_repeats, seed, per_query) -> dict:
+def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, **kw) -> dict:
+    """Chunks rank on ``torch.get_num_threads()`` workers; torch itself runs on one thread meanwhile.
+
+    Every torch op here is small bookkeeping (or, for CUHK03 and TPR@FPR, per-chunk masks beside
+    busy workers): on more threads, OpenMP's workers would only spin between them (~20 ms of CPU
+    per call, measured).
+    """
+    workers = max(1, torch.get_num_threads())
+    with one_thread():
+        return _evaluate_on(rows, q_pids, g_pids, q_camids, g_camids, workers=workers, **kw)
+
+
+def _evaluate_on(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, chunk, self_index,
+                 tpr_fprs, cuhk03_repeats, seed, per_query, workers) -> dict:
     if protocol not in PROTOCOLS:
         raise MetricError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     qp, gp = torch.as_tensor(np.asarray(q_pids, np.int64)), torch.as_tensor(np.asarray(g_pids, np.int64))
@@ -434,7 +447,7 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
     if feats is not None:
         feats.drop_gallery_columns(gal.keep)
     if chunk is None:
-        chunk = _default_chunk(n_q, len(gal), feats is not None)
+        chunk = _default_chunk(n_q, len(gal), feats is not None, workers)
     chunk = min(chunk, 1 << (31 - max(1, (len(gal) - 1).bit_length())))  # rank keys fit in 63 bits
     if protocol == "cuhk03":
         _, group = torch.unique(gal.pids, return_inverse=True)
@@ -469,7 +482,7 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
 
     spans = [(s, min(n_q, s + chunk)) for s in range(0, n_q, chunk)]
     with _one_blas_thread() if feats is not None else contextlib.nullcontext():
-        for (s, e), (d, (r, k, rank, n_pos)) in zip(spans, _in_order(rank_chunk, spans)):
+        for (s, e), (d, (r, k, rank, n_pos)) in zip(spans, _in_order(rank_chunk, spans, workers)):
             q_sidx = None if sidx is None else sidx[s:e]
             ok_np = n_pos > 0
             prec_sum = np.bincount(r, weights=(k + 1) / (rank + 1.0), minlength=e - s)
@@ -528,7 +541,7 @@ def _evaluate(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank, c
     return out
 
 
-def _default_chunk(n_q: int, n_g: int, from_features: bool) -> int:
+def _default_chunk(n_q: int, n_g: int, from_features: bool, workers: int = 1) -> int:
     """Query rows per chunk.
 
     From a distance matrix, ~_CHUNK_ELEMENTS distances (the rows are views, ranking temporaries are
@@ -539,36 +552,30 @@ def _default_chunk(n_q: int, n_g: int, from_features: bool) -> int:
     if not from_features:
         return max(1, _CHUNK_ELEMENTS // n_g)
     rows = max(1, min(_GEMM_MAX_ROWS, _GEMM_ELEMENTS // n_g))
-    workers = max(1, torch.get_num_threads())
     n_chunks = -(-n_q // rows)
     if n_chunks > 1:
         n_chunks = -(-n_chunks // workers) * workers
     return -(-n_q // n_chunks)
 
 
-def _in_order(fn, spans):
-    """``fn(*span)`` for every span, in order, on up to ``torch.get_num_threads()`` threads.
+def _in_order(fn, spans, workers: int):
+    """``fn(*span)`` for every span, in order, on up to ``workers`` threads.
 
     numpy's sort and ufuncs release the GIL, so chunks rank in parallel; at most one chunk per
-    thread is in flight (memory stays bounded), and torch runs one thread per worker meanwhile.
+    thread is in flight (memory stays bounded). The caller runs torch on one thread meanwhile.
     """
-    threads = torch.get_num_threads()
-    workers = min(threads, len(spans))
+    workers = min(workers, len(spans))
     if workers <= 1:
         yield from (fn(*span) for span in spans)
         return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            pending = collections.deque(pool.submit(fn, *span) for span in spans[:workers])
-            for span in spans[workers:]:
-                done = pending.popleft().result()
-                pending.append(pool.submit(fn, *span))
-                yield done
-            while pending:
-                yield pending.popleft().result()
-    finally:
-        torch.set_num_threads(threads)
+    with ThreadPoolExecutor(workers) as pool:
+        pending = collections.deque(pool.submit(fn, *span) for span in spans[:workers])
+        for span in spans[workers:]:
+            done = pending.popleft().result()
+            pending.append(pool.submit(fn, *span))
+            yield done
+        while pending:
+            yield pending.popleft().result()
 
 
 def _tpr_at_fpr(pos_d: torch.Tensor, neg_sorted_small: torch.Tensor, n_neg: int, fprs) -> dict[float, float]:
