@@ -1,16 +1,17 @@
 """Evaluation speed: reidkit vs fast-reid's own ranking code, same run, at every difficulty and size.
 
-    uv run python bench/eval_speed.py [--threads 2] [--repeat 3] [--no-python] [--no-sweep] [--no-msmt]
+    uv run python bench/eval_speed.py [--threads 2] [--repeat 3] [--no-python] [--no-market] [--no-sweep] [--no-msmt]
 
 1. Market-1501-sized: 3,368 queries x 15,913 gallery (750 ids, 2,793 distractors, 6 cameras), cosine
    distances of synthetic features tuned to mAP ~0.8. All methods get the same precomputed float32
    distance matrix; reidkit is also timed from features (distances chunk by chunk).
 2. Difficulty sweep on the same sizes: feature noise set for mAP ~0.1, 0.3, 0.6 and 0.9, each
    against fast-reid's Cython ``evaluate_cy`` from the same distance matrix.
-3. MSMT17-sized, 11,659 x 82,161 (3,060 ids, 15 cameras, mAP ~0.6), from features only: the full
-   float32 matrix would be 3.8 GB and is never built. Runs in a child process whose peak RSS (whole
-   process: Python, torch, features) is reported; fast-reid is timed on a tenth of the queries
-   (its full matrix is the 3.8 GB) and its time scaled by 10.
+3. MSMT17-sized, 11,659 x 82,161 (3,060 ids, 15 cameras, mAP ~0.6), from 384-d features only: the
+   full float32 matrix would be 3.8 GB and is never built; the distance GEMM is 736 GFLOP. Runs in a
+   child process whose peak RSS (whole process: Python, torch, features) is reported; fast-reid is
+   timed on a tenth of the queries (its full matrix is the 3.8 GB) and its time scaled by 10.
+Judge changes by CPU seconds on a shared machine (the CPU column); wall time only on quiet cores.
 fast-reid 1.4.0 is fetched into .cache/peers/ (never installed) and its Cython ``rank_cy`` compiled
 there. The script checks that mAP, mINP and the whole CMC curve agree and prints the speed ratios.
 """
@@ -175,6 +176,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--no-python", action="store_true", help="skip fast-reid's pure-python evaluation (~2 min)")
+    ap.add_argument("--no-market", action="store_true", help="skip the Market-sized table (section 1)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the difficulty sweep")
     ap.add_argument("--no-msmt", action="store_true", help="skip the MSMT17-sized run")
     ap.add_argument("--msmt-child", action="store_true", help=argparse.SUPPRESS)
@@ -183,6 +185,16 @@ def main() -> None:
     if args.msmt_child:
         return msmt_child(args)
 
+    cy = _peers.rank_cy()
+    if not args.no_market:
+        market_table(args, cy)
+    if cy is not None and not args.no_sweep:
+        run_sweep(args, cy)
+    if not args.no_msmt:
+        run_msmt(args)
+
+
+def market_table(args, cy) -> None:
     qf, gf, qp, gp, qc, gc = market_sized_features(dim=args.dim)
     dist = compute_distance(qf, gf, "cosine").numpy()
     print(f"problem: {len(qf)} queries x {len(gf)} gallery, dim {args.dim}, {args.threads} threads")
@@ -194,7 +206,6 @@ def main() -> None:
     t, r = best_of(lambda: evaluate(query=q, gallery=g, metric="cosine", max_rank=50), args.repeat)
     rows.append(("reidkit, from features (incl. distances)", t, r["mAP"], r["mINP"], r["cmc"]))
 
-    cy = _peers.rank_cy()
     if cy is None:
         print("fast-reid could not be fetched: peer timings skipped")
     else:
@@ -225,10 +236,6 @@ def main() -> None:
         print(f"speed-up vs fast-reid Cython (wall / CPU): {cy_wall / rows[0][1][0]:.1f}x / "
               f"{cy_cpu / rows[0][1][1]:.1f}x from distances, {cy_wall / rows[1][1][0]:.1f}x / "
               f"{cy_cpu / rows[1][1][1]:.1f}x from features")
-    if cy is not None and not args.no_sweep:
-        run_sweep(args, cy)
-    if not args.no_msmt:
-        run_msmt(args)
 
 
 if __name__ == "__main__":
