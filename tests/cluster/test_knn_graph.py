@@ -68,3 +68,25 @@ def test_symmetric_blocked_search_equals_brute_force(block, workers):
     j, _, _ = G.knn_device(torch.from_numpy(x), k, block=50)
     assert gap.sum() > 60
     np.testing.assert_array_equal(i[gap], j.numpy()[gap])
+
+
+@pytest.mark.parametrize("block,workers", [(33, 1), (33, 3), (500, 2)])
+def test_symmetric_search_cross_group_lists(block, workers):
+    # the k nearest of another group, from the same pass; group 0 holds all but 3 samples, so its rows
+    # have 3 candidates for k_cross = 4 (index -1, distance inf for the 4th)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    grp = np.zeros(200, dtype=np.int64)
+    grp[[3, 50, 199]] = 1
+    i, d, _, ci, cd = G.knn_symmetric(torch.from_numpy(x), 5, block=block, workers=workers,
+                                      groups=torch.from_numpy(grp), k_cross=4)
+    dd = _dense(x)
+    for r in range(len(x)):
+        other = np.flatnonzero(grp != grp[r])
+        best = other[np.argsort(dd[r, other], kind="stable")][:4]
+        got = ci[r].numpy()
+        assert set(got[got >= 0]) == set(best)
+        assert (got < 0).sum() == 4 - len(best) and np.isinf(cd[r].numpy()[got < 0]).all()
+        np.testing.assert_allclose(cd[r].numpy()[got >= 0], dd[r, got[got >= 0]], atol=1e-4)
+    ref = np.argsort(np.where(np.eye(len(x), dtype=bool), -1.0, dd), axis=1, kind="stable")[:, :5]
+    assert all(set(a) == set(b) for a, b in zip(i.numpy(), ref))

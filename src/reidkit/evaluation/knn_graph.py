@@ -155,31 +155,43 @@ def _merge_candidates(bv: torch.Tensor, bi: torch.Tensor, r: torch.Tensor, c: to
     bv[rows], bi[rows] = _merge_smallest(bv[rows], bi[rows], pv, pi, k)
 
 
-def _offer_block(d: torch.Tensor, bv: torch.Tensor, bi: torch.Tensor, c0: int, k: int, dim: int) -> None:
+def _offer_block(d: torch.Tensor, bv: torch.Tensor, bi: torch.Tensor, c0: int, k: int, dim: int,
+                 groups: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
     """Offer the distances of block ``d`` to the lists of its rows (``dim=1``; ``bv``/``bi`` are those
     rows' lists, columns start at ``c0``) or of its columns (``dim=0``; lists of the columns, rows start
-    at ``c0``). While some list is not full, a top-k of the block; afterwards only entries at or below
-    the list's current k-th distance can enter it, so one compare pass and a merge of the few survivors
-    replace the top-k (the candidates kept are the same up to ties)."""
+    at ``c0``). A list that is not full yet takes a top-k of its line of the block; a full list can
+    only take entries at or below its current k-th distance, so one compare pass and a merge of the
+    few survivors replace the top-k (the candidates kept are the same up to ties). ``groups``
+    ``(of the lists' samples, of the other side)``: only entries of another group are offered."""
+    lines = d if dim == 1 else d.T  # (lists, candidates) view
     thr = bv[:, k - 1]
-    if bool(torch.isinf(thr).any()):
-        src = d if dim == 1 else d.T.contiguous()
+    empty = torch.isinf(thr)
+    if bool(empty.any()):
+        rows = torch.nonzero(empty).squeeze(1)
+        src = lines if len(rows) == len(thr) else lines[rows]
+        src = src.contiguous() if dim == 0 else src  # a top-k along strided memory is ~2.5x slower
+        if groups is not None:
+            src = src.masked_fill(groups[0][rows][:, None] == groups[1][None, :], float("inf"))
         v, ix = torch.topk(src, min(k, src.shape[1]), dim=1, largest=False, sorted=False)
-        v2, i2 = _merge_smallest(bv, bi, v, ix + c0, k)
-        bv.copy_(v2), bi.copy_(i2)
-        return
+        bv[rows], bi[rows] = _merge_smallest(bv[rows], bi[rows], v, ix + c0, k)
+        if len(rows) == len(thr):
+            return
+        thr = thr.masked_fill(empty, float("-inf"))  # served by the top-k above
     if dim == 1:
         r, c = torch.nonzero(d <= thr[:, None], as_tuple=True)
-        _merge_candidates(bv, bi, r, c + c0, d[r, c], k)
     else:
-        a, b = torch.nonzero(d <= thr[None, :], as_tuple=True)  # (row of d, column of d): column-major
-        b, order = torch.sort(b, stable=True)
-        a = a[order]
-        _merge_candidates(bv, bi, b, a + c0, d[a, b], k)
+        c, r = torch.nonzero(d <= thr[None, :], as_tuple=True)  # (row of d, column of d): column-major
+        r, order = torch.sort(r, stable=True)
+        c = c[order]
+    val = lines[r, c]
+    if groups is not None:
+        keep = groups[0][r] != groups[1][c]
+        r, c, val = r[keep], c[keep], val[keep]
+    _merge_candidates(bv, bi, r, c + c0, val, k)
 
 
 def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 4096,
-                  workers: int | None = None):
+                  workers: int | None = None, groups: torch.Tensor | None = None, k_cross: int = 0):
     """:func:`knn_device` computing each pair's distance once: the distance is symmetric, so every
     (B, B) block on or above the diagonal serves the top-k of its rows and (transposed) of its
     columns -- half the N x N x D product of the plain blocked search. Once a row's list holds k
@@ -190,7 +202,11 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
     single-threaded torch on them with lists of their own, merged at the end: no fork-join per
     block, so every epilogue op runs in parallel too and a descheduled thread stalls no one (on 2
     shared cores, 2 MKL threads per product spent 1.6-1.8x the CPU time of one). Same result up to
-    ties and fp32 rounding (~1e-7 rel), whatever ``block`` and ``workers``."""
+    ties and fp32 rounding (~1e-7 rel), whatever ``block`` and ``workers``.
+
+    With ``groups`` (N,) int and ``k_cross`` > 0, the same pass also returns each row's ``k_cross``
+    nearest samples of another group (self excluded; index -1 and distance inf where fewer exist):
+    ``(indices, sqdist, row_max, cross_indices, cross_sqdist)``."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -204,16 +220,22 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
     if x.device.type != "cpu":
         workers = 1
     workers = max(1, min(workers or torch.get_num_threads(), len(starts)))
-    lists = [(torch.full((n, k), float("inf"), device=x.device),
-              torch.full((n, k), -1, dtype=torch.int64, device=x.device),
-              torch.full((n,), float("-inf"), device=x.device) if want_max else None) for _ in range(workers)]
+    cross = groups is not None and k_cross > 0
+    kc = min(k_cross, n) if cross else 0
+
+    def new_lists(width):
+        return (torch.full((n, width), float("inf"), device=x.device),
+                torch.full((n, width), -1, dtype=torch.int64, device=x.device))
+
+    lists = [(*new_lists(k), torch.full((n,), float("-inf"), device=x.device) if want_max else None,
+              *(new_lists(kc) if cross else (None, None))) for _ in range(workers)]
     queue = iter(starts)  # row blocks, largest first; each worker pulls the next
     lock = threading.Lock()
 
     def work(w: int) -> None:
         if workers > 1:
             torch.set_num_threads(1)  # OpenMP's thread count is per thread: MKL would fan out again
-        bv, bi, rmax = lists[w]
+        bv, bi, rmax, cv, ci = lists[w]
         while True:
             with lock:
                 s = next(queue, None)
@@ -233,6 +255,10 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
                 _offer_block(d, bv[s:e], bi[s:e], t, k, dim=1)
                 if t != s:
                     _offer_block(d, bv[t:f], bi[t:f], s, k, dim=0)
+                if cross:
+                    _offer_block(d, cv[s:e], ci[s:e], t, kc, 1, (groups[s:e], groups[t:f]))
+                    if t != s:
+                        _offer_block(d, cv[t:f], ci[t:f], s, kc, 0, (groups[t:f], groups[s:e]))
 
     with torch.no_grad():
         if workers == 1:
@@ -240,17 +266,24 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
         else:
             with one_thread(), ThreadPoolExecutor(workers) as pool:
                 list(pool.map(work, range(workers)))
-        bv, bi, rmax = lists[0]
-        for v2, i2, m2 in lists[1:]:
+        bv, bi, rmax, cv, ci = lists[0]
+        for v2, i2, m2, cv2, ci2 in lists[1:]:
             for s in starts:  # merged in row blocks: the concatenation stays small
                 e = min(n, s + block)
                 bv[s:e], bi[s:e] = _merge_smallest(bv[s:e], bi[s:e], v2[s:e], i2[s:e], k)
+                if cross:
+                    cv[s:e], ci[s:e] = _merge_smallest(cv[s:e], ci[s:e], cv2[s:e], ci2[s:e], kc)
             if want_max:
                 torch.maximum(rmax, m2, out=rmax)
     bv.clamp_(min=0.0)
     bv[:, 0] = 0.0
     s2 = scale * scale
-    return bi, bv * s2, None if rmax is None else rmax.clamp_(min=0.0) * s2
+    out = (bi, bv * s2, None if rmax is None else rmax.clamp_(min=0.0) * s2)
+    if not cross:
+        return out
+    missing = torch.isinf(cv)
+    ci[missing] = -1
+    return (*out, ci, cv.clamp_(min=0.0) * s2)
 
 
 def _knn_rows_fp32(x, sq, rows: np.ndarray, k: int, block: int):
