@@ -156,13 +156,14 @@ def _merge_candidates(bv: torch.Tensor, bi: torch.Tensor, r: torch.Tensor, c: to
 
 
 def _offer_block(d: torch.Tensor, bv: torch.Tensor, bi: torch.Tensor, c0: int, k: int, dim: int,
-                 groups: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                 groups: tuple[torch.Tensor, torch.Tensor] | None = None, scratch: torch.Tensor | None = None) -> None:
     """Offer the distances of block ``d`` to the lists of its rows (``dim=1``; ``bv``/``bi`` are those
     rows' lists, columns start at ``c0``) or of its columns (``dim=0``; lists of the columns, rows start
     at ``c0``). A list that is not full yet takes a top-k of its line of the block; a full list can
     only take entries at or below its current k-th distance, so one compare pass and a merge of the
     few survivors replace the top-k (the candidates kept are the same up to ties). ``groups``
-    ``(of the lists' samples, of the other side)``: only entries of another group are offered."""
+    ``(of the lists' samples, of the other side)``: only entries of another group are offered.
+    ``scratch``: a bool buffer of at least ``d.numel()`` elements for the compare pass."""
     lines = d if dim == 1 else d.T  # (lists, candidates) view
     thr = bv[:, k - 1]
     empty = torch.isinf(thr)
@@ -177,10 +178,11 @@ def _offer_block(d: torch.Tensor, bv: torch.Tensor, bi: torch.Tensor, c0: int, k
         if len(rows) == len(thr):
             return
         thr = thr.masked_fill(empty, float("-inf"))  # served by the top-k above
+    mask = None if scratch is None else scratch[:d.numel()].view(d.shape)
     if dim == 1:
-        r, c = torch.nonzero(d <= thr[:, None], as_tuple=True)
+        r, c = torch.nonzero(torch.le(d, thr[:, None], out=mask), as_tuple=True)
     else:
-        c, r = torch.nonzero(d <= thr[None, :], as_tuple=True)  # (row of d, column of d): column-major
+        c, r = torch.nonzero(torch.le(d, thr[None, :], out=mask), as_tuple=True)  # (row of d, column of d): column-major
         r, order = torch.sort(r, stable=True)
         c = c[order]
     val = lines[r, c]
@@ -236,6 +238,10 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
         if workers > 1:
             torch.set_num_threads(1)  # OpenMP's thread count is per thread: MKL would fan out again
         bv, bi, rmax, cv, ci = lists[w]
+        # one distance tile and one mask per worker, reused: a fresh 64 MB tile per block pair is a
+        # fresh mmap, page-faulted again each time (31 of 187 CPU-s were system time at N = 93,820)
+        tile = torch.empty(min(block, n) * min(block, n), device=x.device)
+        scratch = torch.empty(tile.numel(), dtype=torch.bool, device=x.device)
         while True:
             with lock:
                 s = next(queue, None)
@@ -244,7 +250,8 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
             e = min(n, s + block)
             for t in range(s, n, block):
                 f = min(n, t + block)
-                d = torch.addmm(sq[t:f][None, :], xs[s:e], xs[t:f].T, beta=1.0, alpha=-2.0)
+                d = tile[:(e - s) * (f - t)].view(e - s, f - t)
+                torch.addmm(sq[t:f][None, :], xs[s:e], xs[t:f].T, beta=1.0, alpha=-2.0, out=d)
                 d.add_(sq[s:e, None])  # not clamped at 0: clamping only merges ranks at 0; values are below
                 if want_max:
                     torch.maximum(rmax[s:e], d.amax(1), out=rmax[s:e])
@@ -252,13 +259,13 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
                         torch.maximum(rmax[t:f], d.amax(0), out=rmax[t:f])
                 if t == s:
                     d.fill_diagonal_(-1.0)  # self first, whatever rounding says
-                _offer_block(d, bv[s:e], bi[s:e], t, k, dim=1)
+                _offer_block(d, bv[s:e], bi[s:e], t, k, 1, None, scratch)
                 if t != s:
-                    _offer_block(d, bv[t:f], bi[t:f], s, k, dim=0)
+                    _offer_block(d, bv[t:f], bi[t:f], s, k, 0, None, scratch)
                 if cross:
-                    _offer_block(d, cv[s:e], ci[s:e], t, kc, 1, (groups[s:e], groups[t:f]))
+                    _offer_block(d, cv[s:e], ci[s:e], t, kc, 1, (groups[s:e], groups[t:f]), scratch)
                     if t != s:
-                        _offer_block(d, cv[t:f], ci[t:f], s, kc, 0, (groups[t:f], groups[s:e]))
+                        _offer_block(d, cv[t:f], ci[t:f], s, kc, 0, (groups[t:f], groups[s:e]), scratch)
 
     with torch.no_grad():
         if workers == 1:
