@@ -155,41 +155,58 @@ def _merge_candidates(bv: torch.Tensor, bi: torch.Tensor, r: torch.Tensor, c: to
     bv[rows], bi[rows] = _merge_smallest(bv[rows], bi[rows], pv, pi, k)
 
 
-def _offer_block(d: torch.Tensor, bv: torch.Tensor, bi: torch.Tensor, c0: int, k: int, dim: int,
-                 groups: tuple[torch.Tensor, torch.Tensor] | None = None, scratch: torch.Tensor | None = None) -> None:
-    """Offer the distances of block ``d`` to the lists of its rows (``dim=1``; ``bv``/``bi`` are those
-    rows' lists, columns start at ``c0``) or of its columns (``dim=0``; lists of the columns, rows start
-    at ``c0``). A list that is not full yet takes a top-k of its line of the block; a full list can
-    only take entries at or below its current k-th distance, so one compare pass and a merge of the
-    few survivors replace the top-k (the candidates kept are the same up to ties). ``groups``
-    ``(of the lists' samples, of the other side)``: only entries of another group are offered.
-    ``scratch``: a bool buffer of at least ``d.numel()`` elements for the compare pass."""
+def _offer_block(d: torch.Tensor, lists, c0: int, dim: int, groups: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 scratch: torch.Tensor | None = None, fscratch: torch.Tensor | None = None) -> None:
+    """Offer the distances of block ``d`` to the lists of its rows (``dim=1``; columns start at ``c0``)
+    or of its columns (``dim=0``; rows start at ``c0``). ``lists``: ``(bv, bi, k, cross)`` tuples, the
+    k smallest (ascending) of those samples; a ``cross`` list only takes entries of another group
+    (``groups`` = (of the lists' samples, of the other side)).
+
+    A list that is not full yet takes a top-k of its line of the block. A full list can only take
+    entries at or below its current k-th distance, so one compare pass (against the largest of the
+    lists' thresholds) and a merge of the few survivors replace the top-k: the candidates kept are the
+    same up to ties. ``scratch`` (bool) and ``fscratch`` (float): reused buffers of >= ``d.numel()``."""
     lines = d if dim == 1 else d.T  # (lists, candidates) view
-    thr = bv[:, k - 1]
-    empty = torch.isinf(thr)
-    if bool(empty.any()):
-        rows = torch.nonzero(empty).squeeze(1)
-        src = lines if len(rows) == len(thr) else lines[rows]
-        src = src.contiguous() if dim == 0 else src  # a top-k along strided memory is ~2.5x slower
-        if groups is not None:
-            src = src.masked_fill(groups[0][rows][:, None] == groups[1][None, :], float("inf"))
-        v, ix = torch.topk(src, min(k, src.shape[1]), dim=1, largest=False, sorted=False)
-        bv[rows], bi[rows] = _merge_smallest(bv[rows], bi[rows], v, ix + c0, k)
-        if len(rows) == len(thr):
-            return
-        thr = thr.masked_fill(empty, float("-inf"))  # served by the top-k above
+    n_rows, n_cols = lines.shape
+    thr_all = None
+    thrs = []
+    for bv, bi, k, cross in lists:
+        thr = bv[:, k - 1]
+        empty = torch.isinf(thr)
+        if bool(empty.any()):
+            rows = torch.nonzero(empty).squeeze(1)
+            full = len(rows) == n_rows
+            if full and dim == 1 and not cross:
+                src = d
+            else:  # a copy: strided top-k is ~2.5x slower, and the mask below writes
+                src = torch.empty(len(rows) * n_cols, device=d.device) if fscratch is None else fscratch
+                src = src[:len(rows) * n_cols].view(len(rows), n_cols)
+                if full:
+                    src.copy_(lines)
+                else:
+                    torch.index_select(lines, 0, rows, out=src)
+                if cross:
+                    src.masked_fill_(groups[0][rows][:, None] == groups[1][None, :], float("inf"))
+            v, ix = torch.topk(src, min(k, n_cols), dim=1, largest=False, sorted=False)
+            bv[rows], bi[rows] = _merge_smallest(bv[rows], bi[rows], v, ix + c0, k)
+            thr = thr.masked_fill(empty, float("-inf"))  # served by the top-k above
+        thrs.append(thr)
+        thr_all = thr if thr_all is None else torch.maximum(thr_all, thr)
+    if not bool(torch.isfinite(thr_all).any()):
+        return
     mask = None if scratch is None else scratch[:d.numel()].view(d.shape)
     if dim == 1:
-        r, c = torch.nonzero(torch.le(d, thr[:, None], out=mask), as_tuple=True)
+        r, c = torch.nonzero(torch.le(d, thr_all[:, None], out=mask), as_tuple=True)
     else:
-        c, r = torch.nonzero(torch.le(d, thr[None, :], out=mask), as_tuple=True)  # (row of d, column of d): column-major
+        c, r = torch.nonzero(torch.le(d, thr_all[None, :], out=mask), as_tuple=True)  # column-major
         r, order = torch.sort(r, stable=True)
         c = c[order]
     val = lines[r, c]
-    if groups is not None:
-        keep = groups[0][r] != groups[1][c]
-        r, c, val = r[keep], c[keep], val[keep]
-    _merge_candidates(bv, bi, r, c + c0, val, k)
+    for (bv, bi, k, cross), thr in zip(lists, thrs):
+        keep = val <= thr[r]
+        if cross:
+            keep &= groups[0][r] != groups[1][c]
+        _merge_candidates(bv, bi, r[keep], c[keep] + c0, val[keep], k)
 
 
 def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 4096,
@@ -242,6 +259,7 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
         # fresh mmap, page-faulted again each time (31 of 187 CPU-s were system time at N = 93,820)
         tile = torch.empty(min(block, n) * min(block, n), device=x.device)
         scratch = torch.empty(tile.numel(), dtype=torch.bool, device=x.device)
+        fscratch = torch.empty_like(tile)  # the top-k copies while lists fill up
         while True:
             with lock:
                 s = next(queue, None)
@@ -259,13 +277,11 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
                         torch.maximum(rmax[t:f], d.amax(0), out=rmax[t:f])
                 if t == s:
                     d.fill_diagonal_(-1.0)  # self first, whatever rounding says
-                _offer_block(d, bv[s:e], bi[s:e], t, k, 1, None, scratch)
+                rows = [(bv[s:e], bi[s:e], k, False)] + ([(cv[s:e], ci[s:e], kc, True)] if cross else [])
+                _offer_block(d, rows, t, 1, (groups[s:e], groups[t:f]) if cross else None, scratch, fscratch)
                 if t != s:
-                    _offer_block(d, bv[t:f], bi[t:f], s, k, 0, None, scratch)
-                if cross:
-                    _offer_block(d, cv[s:e], ci[s:e], t, kc, 1, (groups[s:e], groups[t:f]), scratch)
-                    if t != s:
-                        _offer_block(d, cv[t:f], ci[t:f], s, kc, 0, (groups[t:f], groups[s:e]), scratch)
+                    cols = [(bv[t:f], bi[t:f], k, False)] + ([(cv[t:f], ci[t:f], kc, True)] if cross else [])
+                    _offer_block(d, cols, s, 0, (groups[t:f], groups[s:e]) if cross else None, scratch, fscratch)
 
     with torch.no_grad():
         if workers == 1:
