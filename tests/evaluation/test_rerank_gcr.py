@@ -124,3 +124,34 @@ def test_presets():
     np.testing.assert_array_equal(a[0], b[0])
     with pytest.raises(GCRError, match="preset"):
         gcr(x[:10], x[10:], cam[:10], cam[10:], "cuhk")
+
+
+@pytest.mark.parametrize("starved", [False, True])
+def test_symmetric_graphs_equal_brute_force(starved):
+    # the CPU fp32 path (one symmetric blocked search for both graphs) against a float64 loop;
+    # starved: camera 0 holds all but one sample, so its rows have 1 cross-camera sample for k2 - 1 = 2
+    import torch
+
+    from reidkit.evaluation.rerank_gcr import knn_graphs
+
+    x, cam = problem(seed=3, n=300, cams=4, dim=8)
+    if starved:
+        cam = np.zeros_like(cam)
+        cam[7] = 2
+    idx1, aff1, idx2, aff2 = (t.numpy() for t in knn_graphs(torch.from_numpy(x), torch.from_numpy(cam), 6, 3,
+                                                            precision="fp32", block=32))
+    a = x.astype(np.float64) @ x.T.astype(np.float64)
+    for i in range(len(x)):
+        order = [j for j in np.argsort(-a[i], kind="stable") if j != i]
+        assert idx1[i, 0] == i and set(idx1[i, 1:]) == set(order[:5])
+        other = [j for j in order if cam[j] != cam[i]][:2]
+        assert idx2[i, 0] == i and set(idx2[i, 1:1 + len(other)]) == set(other)
+        assert (idx2[i, 1 + len(other):] == i).all() and (aff2[i, 1 + len(other):] == -3.0).all()
+        np.testing.assert_allclose(aff1[i, 1:], a[i, idx1[i, 1:]], atol=1e-6)
+        np.testing.assert_allclose(aff2[i, 1:1 + len(other)], a[i, other], atol=1e-6)
+    assert aff1[:, 0].tolist() == aff2[:, 0].tolist() == [1.0] * len(x)
+    if starved:
+        assert (aff2 == -3.0).sum() == len(x) - 1  # the 299 camera-0 rows miss one entry each
+    q2, g2 = gcr(x[:50], x[50:], cam[:50], cam[50:], k1=6, k2=3, rounds=2, pvg=False, precision="fp32", block=32)
+    ref = dense_gcr(x, cam, 6, 3, 0.2, 0.2, 0.3, 2)
+    np.testing.assert_allclose(np.concatenate([q2, g2]), ref, atol=2e-5)

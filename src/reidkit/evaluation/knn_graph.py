@@ -135,39 +135,178 @@ def _merge_smallest(bv: torch.Tensor, bi: torch.Tensor, v: torch.Tensor, ix: tor
     return v2, torch.gather(torch.cat([bi, ix], 1), 1, pos)
 
 
-def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 2048):
+def _merge_candidates(bv: torch.Tensor, bi: torch.Tensor, r: torch.Tensor, c: torch.Tensor, val: torch.Tensor,
+                      k: int) -> None:
+    """Merge sparse candidates (local row ``r`` ascending, global column ``c``, distance ``val``) into the
+    per-row lists ``bv``/``bi`` (the k smallest, ascending), in place; rows without a candidate are
+    not touched."""
+    if r.numel() == 0:
+        return
+    rows, counts = torch.unique_consecutive(r, return_counts=True)
+    total = r.numel()
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(total, device=r.device) - torch.repeat_interleave(starts, counts, output_size=total)
+    which = torch.repeat_interleave(torch.arange(rows.numel(), device=r.device), counts, output_size=total)
+    m = int(counts.max())
+    pv = torch.full((rows.numel(), m), float("inf"), device=val.device)
+    pi = torch.full((rows.numel(), m), -1, dtype=torch.int64, device=val.device)
+    pv[which, slot] = val
+    pi[which, slot] = c
+    bv[rows], bi[rows] = _merge_smallest(bv[rows], bi[rows], pv, pi, k)
+
+
+def _offer_block(d: torch.Tensor, lists, c0: int, dim: int, groups: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 scratch: torch.Tensor | None = None, fscratch: torch.Tensor | None = None) -> None:
+    """Offer the distances of block ``d`` to the lists of its rows (``dim=1``; columns start at ``c0``)
+    or of its columns (``dim=0``; rows start at ``c0``). ``lists``: ``(bv, bi, k, cross)`` tuples, the
+    k smallest (ascending) of those samples; a ``cross`` list only takes entries of another group
+    (``groups`` = (of the lists' samples, of the other side)).
+
+    A list that is not full yet takes a top-k of its line of the block. A full list can only take
+    entries at or below its current k-th distance, so one compare pass (against the largest of the
+    lists' thresholds) and a merge of the few survivors replace the top-k: the candidates kept are the
+    same up to ties. ``scratch`` (bool) and ``fscratch`` (float): reused buffers of >= ``d.numel()``."""
+    lines = d if dim == 1 else d.T  # (lists, candidates) view
+    n_rows, n_cols = lines.shape
+    thr_all = None
+    thrs = []
+    for bv, bi, k, cross in lists:
+        thr = bv[:, k - 1]
+        empty = torch.isinf(thr)
+        if bool(empty.any()):
+            rows = torch.nonzero(empty).squeeze(1)
+            full = len(rows) == n_rows
+            if full and dim == 1 and not cross:
+                src = d
+            else:  # a copy: strided top-k is ~2.5x slower, and the mask below writes
+                src = torch.empty(len(rows) * n_cols, device=d.device) if fscratch is None else fscratch
+                src = src[:len(rows) * n_cols].view(len(rows), n_cols)
+                if full:
+                    src.copy_(lines)
+                else:
+                    torch.index_select(lines, 0, rows, out=src)
+                if cross:
+                    src.masked_fill_(groups[0][rows][:, None] == groups[1][None, :], float("inf"))
+            v, ix = torch.topk(src, min(k, n_cols), dim=1, largest=False, sorted=False)
+            bv[rows], bi[rows] = _merge_smallest(bv[rows], bi[rows], v, ix + c0, k)
+            thr = thr.masked_fill(empty, float("-inf"))  # served by the top-k above
+        thrs.append(thr)
+        thr_all = thr if thr_all is None else torch.maximum(thr_all, thr)
+    if not bool(torch.isfinite(thr_all).any()):
+        return
+    mask = None if scratch is None else scratch[:d.numel()].view(d.shape)
+    if dim == 1:
+        r, c = torch.nonzero(torch.le(d, thr_all[:, None], out=mask), as_tuple=True)
+    else:
+        c, r = torch.nonzero(torch.le(d, thr_all[None, :], out=mask), as_tuple=True)  # column-major
+        r, order = torch.sort(r, stable=True)
+        c = c[order]
+    val = lines[r, c]
+    for (bv, bi, k, cross), thr in zip(lists, thrs):
+        keep = val <= thr[r]
+        if cross:
+            keep &= groups[0][r] != groups[1][c]
+        _merge_candidates(bv, bi, r[keep], c[keep] + c0, val[keep], k)
+
+
+def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 4096,
+                  workers: int | None = None, groups: torch.Tensor | None = None, k_cross: int = 0):
     """:func:`knn_device` computing each pair's distance once: the distance is symmetric, so every
-    (B, B) block above the diagonal serves the top-k of its rows and (transposed) of its columns. Half
-    the N x N x D product of the plain blocked search (measured -25% time on one CPU thread at
-    N = 8,000 x 768, the merges eat the rest). Same result up to ties and fp32 rounding (~1e-7 rel)."""
+    (B, B) block on or above the diagonal serves the top-k of its rows and (transposed) of its
+    columns -- half the N x N x D product of the plain blocked search. Once a row's list holds k
+    entries, a block is filtered against the list's k-th distance instead of running a top-k (a
+    compare pass; few entries survive), see :func:`_offer_block`.
+
+    ``workers`` (CPU; default: torch's thread count) threads each take whole row blocks and run
+    single-threaded torch on them with lists of their own, merged at the end: no fork-join per
+    block, so every epilogue op runs in parallel too and a descheduled thread stalls no one (on 2
+    shared cores, 2 MKL threads per product spent 1.6-1.8x the CPU time of one). Same result up to
+    ties and fp32 rounding (~1e-7 rel), whatever ``block`` and ``workers``.
+
+    With ``groups`` (N,) int and ``k_cross`` > 0, the same pass also returns each row's ``k_cross``
+    nearest samples of another group (self excluded; index -1 and distance inf where fewer exist):
+    ``(indices, sqdist, row_max, cross_indices, cross_sqdist)``."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reidkit.evaluation.threads import one_thread
+
     n = x.shape[0]
     scale = float(x.norm(dim=1).max()) or 1.0
     xs = x.float() / scale
     sq = (xs * xs).sum(1)
-    bv = torch.full((n, k), float("inf"), device=x.device)
-    bi = torch.full((n, k), -1, dtype=torch.int64, device=x.device)
-    rmax = torch.zeros(n, device=x.device) if want_max else None
-    with torch.no_grad():
-        for s in range(0, n, block):
+    starts = list(range(0, n, block))
+    if x.device.type != "cpu":
+        workers = 1
+    workers = max(1, min(workers or torch.get_num_threads(), len(starts)))
+    cross = groups is not None and k_cross > 0
+    kc = min(k_cross, n) if cross else 0
+
+    def new_lists(width):
+        return (torch.full((n, width), float("inf"), device=x.device),
+                torch.full((n, width), -1, dtype=torch.int64, device=x.device))
+
+    lists = [(*new_lists(k), torch.full((n,), float("-inf"), device=x.device) if want_max else None,
+              *(new_lists(kc) if cross else (None, None))) for _ in range(workers)]
+    queue = iter(starts)  # row blocks, largest first; each worker pulls the next
+    lock = threading.Lock()
+
+    def work(w: int) -> None:
+        if workers > 1:
+            torch.set_num_threads(1)  # OpenMP's thread count is per thread: MKL would fan out again
+        bv, bi, rmax, cv, ci = lists[w]
+        # one distance tile and one mask per worker, reused: a fresh 64 MB tile per block pair is a
+        # fresh mmap, page-faulted again each time (31 of 187 CPU-s were system time at N = 93,820)
+        tile = torch.empty(min(block, n) * min(block, n), device=x.device)
+        scratch = torch.empty(tile.numel(), dtype=torch.bool, device=x.device)
+        fscratch = torch.empty_like(tile)  # the top-k copies while lists fill up
+        while True:
+            with lock:
+                s = next(queue, None)
+            if s is None:
+                return
             e = min(n, s + block)
             for t in range(s, n, block):
                 f = min(n, t + block)
-                d = torch.addmm(sq[t:f][None, :], xs[s:e], xs[t:f].T, beta=1.0, alpha=-2.0)
-                d.add_(sq[s:e, None]).clamp_(min=0.0)
+                d = tile[:(e - s) * (f - t)].view(e - s, f - t)
+                torch.addmm(sq[t:f][None, :], xs[s:e], xs[t:f].T, beta=1.0, alpha=-2.0, out=d)
+                d.add_(sq[s:e, None])  # not clamped at 0: clamping only merges ranks at 0; values are below
                 if want_max:
                     torch.maximum(rmax[s:e], d.amax(1), out=rmax[s:e])
                     if t != s:
                         torch.maximum(rmax[t:f], d.amax(0), out=rmax[t:f])
                 if t == s:
                     d.fill_diagonal_(-1.0)  # self first, whatever rounding says
-                v, ix = torch.topk(d, min(k, f - t), dim=1, largest=False, sorted=False)
-                bv[s:e], bi[s:e] = _merge_smallest(bv[s:e], bi[s:e], v, ix + t, k)
+                rows = [(bv[s:e], bi[s:e], k, False)] + ([(cv[s:e], ci[s:e], kc, True)] if cross else [])
+                _offer_block(d, rows, t, 1, (groups[s:e], groups[t:f]) if cross else None, scratch, fscratch)
                 if t != s:
-                    v, ix = torch.topk(d.T.contiguous(), min(k, e - s), dim=1, largest=False, sorted=False)
-                    bv[t:f], bi[t:f] = _merge_smallest(bv[t:f], bi[t:f], v, ix + s, k)
+                    cols = [(bv[t:f], bi[t:f], k, False)] + ([(cv[t:f], ci[t:f], kc, True)] if cross else [])
+                    _offer_block(d, cols, s, 0, (groups[t:f], groups[s:e]) if cross else None, scratch, fscratch)
+
+    with torch.no_grad():
+        if workers == 1:
+            work(0)
+        else:
+            with one_thread(), ThreadPoolExecutor(workers) as pool:
+                list(pool.map(work, range(workers)))
+        bv, bi, rmax, cv, ci = lists[0]
+        for v2, i2, m2, cv2, ci2 in lists[1:]:
+            for s in starts:  # merged in row blocks: the concatenation stays small
+                e = min(n, s + block)
+                bv[s:e], bi[s:e] = _merge_smallest(bv[s:e], bi[s:e], v2[s:e], i2[s:e], k)
+                if cross:
+                    cv[s:e], ci[s:e] = _merge_smallest(cv[s:e], ci[s:e], cv2[s:e], ci2[s:e], kc)
+            if want_max:
+                torch.maximum(rmax, m2, out=rmax)
+    bv.clamp_(min=0.0)
     bv[:, 0] = 0.0
     s2 = scale * scale
-    return bi, bv * s2, None if rmax is None else rmax * s2
+    out = (bi, bv * s2, None if rmax is None else rmax.clamp_(min=0.0) * s2)
+    if not cross:
+        return out
+    missing = torch.isinf(cv)
+    ci[missing] = -1
+    return (*out, ci, cv.clamp_(min=0.0) * s2)
 
 
 def _knn_rows_fp32(x, sq, rows: np.ndarray, k: int, block: int):
@@ -230,7 +369,7 @@ def _knn_torch(x_np: np.ndarray, k: int, block: int, want_max: bool, use_bf16: b
     """Returns the graph and the number of rows that needed the fp32 fallback."""
     n = x_np.shape[0]
     if not use_bf16:
-        idx, dist, rmax = knn_symmetric(torch.from_numpy(x_np), k, want_max, max(block, 2048))
+        idx, dist, rmax = knn_symmetric(torch.from_numpy(x_np), k, want_max, max(block, 4096))
         return KnnGraph(idx.numpy(), dist.numpy(), None if rmax is None else rmax.numpy()), 0
     # scale so the largest norm is 1: ranking is unchanged and the bf16 error bound stays small
     scale = float(np.sqrt(np.einsum("nd,nd->n", x_np, x_np).max())) or 1.0

@@ -102,17 +102,35 @@ def _scaled_operands(q: torch.Tensor, g: torch.Tensor, row_max: torch.Tensor, la
 
 
 def _scaled_distance(q: np.ndarray, g: np.ndarray, row_max: np.ndarray, lambda_value: float,
-                     chunk: int) -> np.ndarray:
-    """(N_q, N_g) float32 of :func:`_scaled_operands`, filled chunk by chunk."""
+                     chunk: int, workers: int | None = None) -> np.ndarray:
+    """(N_q, N_g) float32 of :func:`_scaled_operands`, filled chunk by chunk.
+
+    The products are numpy's (OpenBLAS): on a (chunk, N_g) output ~80 GFLOP per CPU-second on the
+    2-core AVX2 EPYC against ~55-60 for torch.mm (MKL), which slows down on such wide products. Row
+    chunks are shared by ``workers`` threads (default: torch's thread count) that each run BLAS on
+    one thread, so no thread waits on another's fork-join."""
+    from threadpoolctl import threadpool_limits
+
     lhs_t, rhs_t = _scaled_operands(torch.from_numpy(q), torch.from_numpy(g), torch.from_numpy(row_max),
                                     lambda_value)
+    lhs, rhs = lhs_t.numpy(), rhs_t.numpy()
     out = np.empty((len(q), len(g)), dtype=np.float32)
-    out_t = torch.from_numpy(out)
-    with torch.no_grad():
-        for s in range(0, len(q), chunk):
-            blk = out_t[s:s + chunk]
-            torch.mm(lhs_t[s:s + chunk], rhs_t.T, out=blk)
-            blk.clamp_(min=1.0 - lambda_value)  # d >= 0; the expanded form may round just below
+    floor = np.float32(1.0 - lambda_value)  # d >= 0; the expanded form may round just below
+
+    def fill(s: int) -> None:
+        blk = out[s:s + chunk]
+        np.matmul(lhs[s:s + chunk], rhs.T, out=blk)
+        np.maximum(blk, floor, out=blk)
+
+    starts = range(0, len(q), chunk)
+    workers = max(1, min(workers or torch.get_num_threads(), len(starts)))
+    with threadpool_limits(1, user_api="blas"):
+        if workers == 1:
+            for s in starts:
+                fill(s)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(fill, starts))
     return out
 
 

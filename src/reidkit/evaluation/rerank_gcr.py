@@ -59,7 +59,7 @@ class GCRConfig:
     pvg_lambda: float = 10.0
     statistics: str = "intra_camera"  # intra_camera | all
     precision: str = "auto"  # auto | bf16 | fp32 (of the shortlisting product)
-    block: int = 2048
+    block: int = 4096  # rows per block (the CPU's symmetric search: a (block, block) distance tile)
     margin: int = 8
 
 
@@ -146,6 +146,8 @@ def knn_graphs(x: torch.Tensor, camids: torch.Tensor, k1: int, k2: int, *, cross
     k1, k2 = min(k1, n), min(k2, n)
     dev = x.device
     bf16 = _use_bf16(precision, n, dev)
+    if dev.type == "cpu" and not bf16:
+        return _knn_graphs_symmetric(x, camids, k1, k2, cross_camera, block)
     perm = torch.argsort(camids, stable=True)
     xs, cs = x[perm], camids[perm]
     xb = xs.bfloat16() if bf16 else xs
@@ -192,6 +194,42 @@ def knn_graphs(x: torch.Tensor, camids: torch.Tensor, k1: int, k2: int, *, cross
         ri[perm], ra[perm] = perm[idx], aff
         out += [ri, ra]
     return tuple(out)
+
+
+def _knn_graphs_symmetric(x: torch.Tensor, camids: torch.Tensor, k1: int, k2: int, cross_camera: bool, block: int):
+    """:func:`knn_graphs` from one symmetric blocked search (:func:`reidkit.evaluation.knn_graph.knn_symmetric`:
+    each pair's product once, both lists filled in the same pass), the CPU fp32 path. On unit vectors
+    the nearest in Euclidean distance are the largest affinities; the affinities of the chosen pairs
+    are then recomputed as fp32 dot products, as the row-block path reads them off its product."""
+    from reidkit.evaluation.knn_graph import knn_symmetric
+
+    n = len(x)
+    kc = k2 - 1 if cross_camera else 0
+    res = knn_symmetric(x, k1, block=max(block, 1), groups=camids if kc else None, k_cross=kc)
+    self_idx = torch.arange(n)[:, None]
+    idx1 = res[0]
+    aff1 = _pair_affinities(x, idx1)
+    aff1[:, 0] = 1.0
+    if not cross_camera:
+        return idx1, aff1, None, None
+    if kc == 0:
+        return idx1, aff1, self_idx.clone(), torch.ones(n, 1)
+    ci = res[3]
+    missing = ci < 0  # fewer than k2 - 1 samples in other cameras: no weight (as the -3 entries below)
+    idx2 = torch.cat([self_idx, torch.where(missing, self_idx, ci)], 1)
+    aff2 = _pair_affinities(x, idx2)
+    aff2[:, 0] = 1.0
+    aff2[:, 1:].masked_fill_(missing, -3.0)
+    return idx1, aff1, idx2, aff2
+
+
+def _pair_affinities(x: torch.Tensor, idx: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """(N, k) fp32 dot products x_i . x_idx[i, j], in row chunks."""
+    out = torch.empty(idx.shape, dtype=x.dtype, device=x.device)
+    for s in range(0, len(x), chunk):
+        nb = x[idx[s:s + chunk]]  # (B, k, d)
+        out[s:s + chunk] = torch.bmm(nb, x[s:s + chunk].unsqueeze(2)).squeeze(2)
+    return out
 
 
 def _shortlist(x, rows, a, m):
