@@ -280,7 +280,7 @@ def coke_look_speed(argv=None) -> None:
         share = assign_cpu / coke_cpu if device.type == "cpu" else assign_wall / (batch / coke)
         table.add_row(name, str(batch), f"{coke:.1f}", f"{look:.1f}", f"{sup:.1f}", f"{coke_cpu:.2f}",
                       f"{assign_wall * 1e3:.1f} / {assign_cpu * 1e3:.1f}", f"{100 * share:.1f}%")
-    Console().print(table)
+    Console(width=max(160, Console().width)).print(table)
 
 
 if __name__ == "__main__":

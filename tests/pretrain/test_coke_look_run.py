@@ -180,4 +180,4 @@ def test_coke_under_two_gloo_processes(pool, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     state = load_state(tmp_path / "ddp" / "last.pt")
     assert len(state["rng"]) == 2 and state["global_batch"] == 4
-    assert (state["loss"]["clusterings.1.labels"] >= 0).all()
+    assert (state["loss"]["clusterings.1.labels"][:, 0] >= 0).all()
