@@ -14,8 +14,6 @@ Rows (ViT-S/16 256x128 unless --tiny; img/s, higher is better; "x peer" = ours /
              multi-crop in W processes; end to end: device multi-crop + step
   extract    model alone bf16 (batch 256 eager, 1024 compiled); `extract_features` on JPEG files,
              device decode vs PIL decode (W workers)
-  CoKe/LOOK  model step of each (1 view, state for 1.28M images) vs a supervised step of the same
-             backbone, and CoKe's online assignment as a share of its step (issue 15: < 10%)
   k-NN attn  vit_small with k = 50% in every block (fused path, and the reference) vs dense SDPA
   rerank / cluster  k-reciprocal (Market- and MSMT17-sized), GCR and QE (MSMT17-sized), and USL
              clustering of 100,000 features, from bench/rerank_speed.py and bench/cluster_speed.py
@@ -264,22 +262,6 @@ class Suite:
         self.row("DINO", f"end to end b{b}{' compiled' if self.compile else ''}, device multi-crop", e2e, "", None,
                  "target >= 700 (1,000 compiled)")
 
-    def coke_look(self):
-        """Issue 15: CoKe (K = 3000) and LOOK (k = 200) steps, 1 view, state for 1.28M images; CoKe's
-        online assignment as a share of its step (target < 10% at batch 64)."""
-        import pretrain_speed as ps
-
-        b, n = self.batch, 10_000 if self.args.tiny else 1_281_167
-        prec = "bf16" if self.dtype is not None else "fp32"
-        coke, _, (assign_wall, _) = ps._method_step("coke", self.preset, self.size, b, self.iters, self.device, prec,
-                                                    n=n)
-        look, _, _ = ps._method_step("look", self.preset, self.size, b, self.iters, self.device, prec, n=n)
-        sup = ps.supervised_step_speed(self.preset, self.size, b, self.iters, self.device, prec)
-        share = assign_wall / (b / coke)
-        self.row("CoKe", f"model step b{b}, K=3000", coke, "supervised step (same backbone)", sup,
-                 f"assignment {assign_wall * 1e3:.1f} ms = {100 * share:.1f}% of the step (target < 10%)")
-        self.row("LOOK", f"model step b{b}, k=200, memory of {n:,}", look, "supervised step (same backbone)", sup)
-
     def extract(self):
         from reidkit.data.transforms import build_test_transform
         from reidkit.evaluation.extract import extract_features
@@ -410,7 +392,7 @@ def main(argv: list[str] | None = None) -> Suite:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 2))
     ap.add_argument("--budget", type=float, default=330.0, help="seconds after which rows are skipped")
-    ap.add_argument("--only", default="", help="comma list of rows: train,e2e,loader,dino,coke_look,extract,knn,helpers")
+    ap.add_argument("--only", default="", help="comma list of rows: train,e2e,loader,dino,extract,knn,helpers")
     args = ap.parse_args(argv)
     if args.tiny:
         args.workers = min(args.workers, 1)
@@ -420,7 +402,7 @@ def main(argv: list[str] | None = None) -> Suite:
           f"{'bf16' if suite.dtype is not None else 'fp32'}, compile {'on' if suite.compile else 'off'}, "
           f"workers {args.workers}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     rows = {"train": suite.train_steps, "e2e": suite.train_end_to_end, "loader": suite.loader, "dino": suite.dino,
-            "coke_look": suite.coke_look, "extract": suite.extract, "knn": suite.knn, "helpers": suite.helpers}
+            "extract": suite.extract, "knn": suite.knn, "helpers": suite.helpers}
     only = [r for r in args.only.split(",") if r] or list(rows)
     try:
         for name in only:
