@@ -1,4 +1,4 @@
-"""Run by test_coke_ddp.py: CoKe and LOOK state after 2 epochs, each rank feeding its half of every batch."""
+"""Run by test_coke_ddp.py: CoKe and LOOK state after 3 epochs (the last two in the moving-average stage), each rank feeding its half of every batch."""
 import sys
 
 import torch
@@ -19,12 +19,13 @@ else:
     world = 1
 g = torch.Generator().manual_seed(0)
 n, d, batch = 32, 5, 8
-feats = torch.randn(2, n, 2, d, generator=g)       # epoch, instance, view, dim
+feats = torch.randn(3, n, 2, d, generator=g)       # epoch, instance, view, dim
 labels = torch.randint(0, 4, (n,), generator=g)
-coke = CoKeLoss(n, d, CoKeLossConfig(num_clusters=[3, 6], min_size_ratio=0.5, dual_lr=2.0, soft_labels=2))
+coke = CoKeLoss(n, d, CoKeLossConfig(num_clusters=[3, 6], min_size_ratio=0.5, dual_lr=2.0, label_slots=2,
+                                     moving_average_from=0.5), epochs=3)  # epochs 1, 2: the moving-average stage
 look = LOOKLoss(n, d, LOOKLossConfig(k=4, temperature=0.2))
 losses = []
-for epoch in range(2):
+for epoch in range(3):
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))
     for s in range(0, n, batch):
         idx = perm[s:s + batch]

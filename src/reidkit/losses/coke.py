@@ -1,69 +1,89 @@
 """CoKe: cluster discrimination with online constrained k-means (Qian et al., CVPR 2022, arXiv 2105.11527).
 
-Equation numbers follow our reading of the paper (v3); only the abstract could be retrieved with
-the search tool in this session, so check them against the PDF before quoting them.
+**Sources, verified 2026-12-07.** The paper's full text is not in the stored pages this project can
+search (its ar5iv copy stops after the abstract and the first lines of Sec. 1; the review summaries
+give the Figure 1 caption and the list of contributions). The rules below were therefore checked,
+line by line, against the authors' official implementation, which the abstract names as the paper's
+code (``idstcv/CoKe``: ``coke/builder_single_view.py``, ``builder_double_view.py``,
+``builder_multi_view.py`` and the ``run_*.sh`` scripts that produced the paper's ImageNet numbers).
+We give no equation numbers: none could be read. Nothing here is copied; the maths is restated.
 
-The state is small and visible: per clustering, the centres ``C`` (K, d), the dual variables
-``rho`` (K,) and one stored label per instance. No representation of any instance is kept.
+The state is small and visible, per clustering: the centres ``C`` of epoch ``t - 1`` (used by the
+loss), the online centres of epoch ``t`` with their counts (used by the assignment), the dual variables
+``rho`` (K,), and the stored labels (one per instance, or the ``label_slots`` largest entries of the
+moving-average label). No representation of any instance is kept.
 
-**Objective** (the paper's constrained k-means, Eq. 3; features and centres on the unit sphere)::
+**Objective** (constrained k-means on the unit sphere)::
 
     min_{C, mu}  sum_i sum_k mu_ik ||x_i - c_k||^2
-    s.t.  sum_k mu_ik = 1  (one cluster per instance),   sum_i mu_ik >= gamma_k  (minimum size)
+    s.t.  sum_k mu_ik = 1 (one cluster per instance),   sum_i mu_ik >= gamma_k = r N / K  (minimum size)
 
-with ``gamma_k = r N / K``: ``r`` (``min_size_ratio``, the paper's 0.4) is the fraction of a
-balanced share every cluster must at least hold. ``r = 1`` is exact balance, ``r > 1`` has no
-solution (``sum_k gamma_k > N``).
+``r`` (``min_size_ratio``, 0.4 in every official script) is the fraction of a balanced share every
+cluster must at least hold: ``r = 1`` is exact balance, ``r > 1`` has no solution.
 
-**Assignment rule** (Eq. 6-7, from the Lagrangian with one dual variable per size constraint).
-On the sphere ``||x - c||^2 = 2 - 2 x.c``, so ``argmin_k ||x_i - c_k||^2 - rho_k`` is, with
-``rho`` rescaled by 1/2 (the scale folds into the dual step size)::
+**Assignment rule** (from the Lagrangian with one dual variable per size constraint). On the sphere
+``||x - c||^2 = 2 - 2 x.c``; with ``rho`` rescaled by 1/2 (the scale folds into the dual step)::
 
     y_i = argmax_k  x_i . c_k + rho_k
 
-**Dual update** (Eq. 8, projected dual ascent as the data stream; one step per mini-batch of
-``B`` instances gathered over all ranks)::
+The whole (global) mini-batch is assigned with the same ``rho``, then ``rho`` is updated.
 
-    rho_k <- max(0, rho_k - eta (n_k / B - r / K))       n_k = |{i in batch : y_i = k}|
+**Dual update** (projected dual ascent as the data stream, one step per global mini-batch of ``B``)::
 
-A cluster that receives less than its lower bound ``r/K`` of the stream gets a growing bonus
-until it is fed; a cluster above its bound loses its bonus down to 0 and is then plain k-means
-(a lower bound, not a balance). With ``r = 1`` the constraint is an equality and ``rho`` is not
-clipped. The paper proves that this online rule approaches the batch optimum of the relaxed
-problem; ``tests/losses/test_coke.py`` checks the sizes on a stream against the bound and the
-online objective against the exact LP optimum.
+    rho_k <- max(0, rho_k - eta (n_k / B - r / K))       n_k = |{i in batch : y_i = k}|,  eta = 20
 
-**Centres** (Eq. 4, the k-means step from the assignments): during epoch ``t`` the assignment uses
-the centres of epoch ``t - 1``; the assigned features are summed per cluster and at the end of the
-epoch ``c_k = normalise(sum_{i: y_i = k} x_i)``. A cluster that received nothing keeps its centre.
+``n_k / B`` is the batch fraction assigned to ``k`` (normalised by the batch size gathered over all
+ranks) and ``r / K = gamma_k / N`` its lower bound. A cluster fed less than its bound gains a bonus
+until it is fed; one above its bound loses its bonus down to 0 and is then plain k-means (a lower bound,
+not a balance). With ``r = 1`` (equality) ``rho`` is not clipped.
 
-**Single-view loss** (Eq. 9; clustering and discrimination decoupled): in epoch ``t`` instance
-``i`` is trained towards the label it got in epoch ``t - 1``, against the centres of epoch ``t - 1``
-(fixed, no gradient)::
+**Centres.** The assignment uses *online* centres, updated after every mini-batch as the running mean of
+this epoch's members, projected back onto the sphere::
 
-    L_i = - log  exp(z_i . c_{y_i} / T) / sum_k exp(z_i . c_k / T)
+    c_k <- normalise((m_k c_k + sum_{i in batch, y_i = k} x_i) / (m_k + n_k)),   m_k += n_k
 
-averaged over the clusterings (the paper uses several, K = 3000, 4000, 5000 on ImageNet). With a
-prediction head the loss is ``beta L(pred) + (1 - beta) L(proj)`` (the official ``coke-beta``).
+``m_k`` counts this epoch's members (reset to 0 at each epoch's start, so the first batch that feeds
+``k`` in an epoch replaces its centre). At the end of epoch ``t`` these centres become the loss's
+centres ``C^t``. A cluster never fed keeps its centre.
 
-**Variance reduction** (Sec. 3.4), both available:
+**Single-view loss** (clustering and discrimination decoupled, Figure 1): in epoch ``t`` instance ``i``
+is classified towards the label stored for it in epoch ``t - 1`` against the centres of epoch
+``t - 1`` (no gradient into them)::
 
-1. *moving average* (``soft_labels > 0``): keep each instance's last ``L`` assignments (this
-   step's included, from epoch 1 on); the target
-   is their frequency sharpened with ``soft_temp``: ``q_k ∝ f_k^(1 / soft_temp)``; the centres are
-   averaged across epochs (``centre_momentum``).
-2. *multi-view*: with ``V >= 2`` views per instance the assignment is made on the normalised mean of
-   the views (an averaged, lower-variance feature; one assignment per instance, so the dual update
-   is unchanged), and every view is trained on the label.
+    L_i = - log  exp(z_i . c_{y_i} / T) / sum_k exp(z_i . c_k / T)        T = 0.1 (one view)
 
-**Choices where the paper leaves one** (and why):
+with ``z`` the unit output of the prediction head (weight ``beta``) and of the projection head
+(``1 - beta``); the single-view script uses ``beta = 1``. The loss is averaged over several clusterings,
+K = 3000, 4000, 5000 on ImageNet.
 
-* epoch 0 has no previous labels or centres: centres start as seeded random unit vectors, and in
-  epoch 0 the target is the current step's assignment (detached). Random centres plus the dual
-  variables already give K non-empty clusters, so the first epoch trains on a spread of labels.
-* the dual step uses the global mini-batch (all ranks gathered) and the whole batch is assigned with
-  the same ``rho`` before it is updated: a mini-batch version of the per-instance stream, identical on
-  every rank, so centres and duals stay synchronised without any extra all-reduce.
+**Variance reduction**, both available:
+
+1. *moving average* (``moving_average``; the single-view script's second stage, the last
+   ``1 - moving_average_from`` = 20% of the epochs, 801 of 1001). From stage epoch ``s`` on, each
+   instance's label is the running average of its one-hot assignments since ``s``:
+   ``ybar <- (1 - f) ybar + f onehot(y)`` with ``f = 1 / (t - s + 1)``, kept sparse to its
+   ``label_slots`` (5) largest entries (the smallest is evicted and the rest renormalised); the target
+   is ``q_k ∝ exp(ybar_k / label_temp)`` over the stored entries (``label_temp`` 0.5), used from epoch
+   ``s + 1`` on. The centres are averaged likewise: ``C^t = normalise((1 - f) C^{t-1} + f
+   normalise(M^t))`` with ``M^t`` the plain running mean of epoch ``t``; in this stage the assignment
+   uses the fixed ``C^{t-1}``.
+2. *multi-view* (``V >= 2`` views per instance, temperature 0.05): the assignment uses the mean of the
+   views' unit projections (not renormalised; one assignment per instance, so the dual update is
+   unchanged), and view ``v`` is trained towards ``alpha onehot(y) + (1 - alpha) p_other``, with
+   ``p_other`` the (detached) softmax of the other view's projection logits, ``alpha = 0.2``; the two
+   heads are weighted 1/2 each (``beta = 0.5``).
+
+**Choices where the sources leave one** (and why):
+
+* ``V > 2`` views of equal size: ``p_other`` is the mean of the other ``V - 1`` views' softmax (for
+  ``V = 2`` exactly the official rule; the official multi-crop recipe does the same for its small
+  crops, which are trained towards the mean of the two large views).
+* the moving-average stage is given as a fraction of ``solver.epochs`` (the official script gives the
+  epoch, 801 of 1001), so one recipe works for any run length.
+* moving average and multi-view together (not combined in any official script): the soft label
+  replaces the one-hot term of the multi-view target.
+* labels of instances never seen (epoch 0, or an instance the sampler skipped) fall back to the current
+  step's assignment, as the official code does in epoch 0.
 """
 from __future__ import annotations
 
@@ -126,83 +146,119 @@ def _rank_slice(n_local: int) -> slice:
 
 
 class OnlineConstrainedKMeans(nn.Module):
-    """One clustering: K centres, K duals, one label per instance (and the last ``soft_labels`` ones).
+    """One clustering: K centres, K duals and the stored labels of every instance.
 
-    Buffers (all saved in ``state_dict``, so a resumed run continues bit-identically):
-    ``centres`` (epoch t-1, used for assignment and loss), ``sums``/``counts`` (this epoch's
-    accumulators), ``duals``, ``labels`` (epoch t-1, -1 = none yet), ``new_labels`` (epoch t) and
-    ``history`` (N, L) with ``history_pos``.
+    Buffers (all in ``state_dict``, so a resumed run continues bit-identically): ``centres`` (epoch
+    t-1: the loss's), ``online`` and ``counts`` (epoch t's online centres and member counts: the
+    assignment's), ``duals``, ``labels`` (N, S) with ``label_val`` (N, S) and ``label_next`` (N,) (slot 0
+    is the hard label; in the moving-average stage the S slots hold the largest entries of the averaged
+    label and ``label_next`` the slot to evict), ``epochs_done``. ``stage_epoch``: the first epoch of the
+    moving-average stage, None for none.
     """
 
     def __init__(self, num_instances: int, num_clusters: int, dim: int, min_size_ratio: float = 0.4,
-                 dual_lr: float = 20.0, soft_labels: int = 0, centre_momentum: float = 0.0, seed: int = 0):
+                 dual_lr: float = 20.0, label_slots: int = 1, stage_epoch: int | None = None, seed: int = 0):
         super().__init__()
         check_coke_problem(num_instances, [num_clusters], min_size_ratio)
-        self.k, self.ratio, self.dual_lr, self.centre_momentum = num_clusters, min_size_ratio, dual_lr, centre_momentum
+        self.k, self.ratio, self.dual_lr, self.stage = num_clusters, min_size_ratio, dual_lr, stage_epoch
+        slots = max(1, label_slots) if stage_epoch is not None else 1
         g = torch.Generator().manual_seed(seed)
-        self.register_buffer("centres", F.normalize(torch.randn(num_clusters, dim, generator=g), dim=1))
-        self.register_buffer("sums", torch.zeros(num_clusters, dim))
+        start = F.normalize(torch.randn(num_clusters, dim, generator=g), dim=1)
+        self.register_buffer("centres", start.clone())
+        self.register_buffer("online", start.clone())
         self.register_buffer("counts", torch.zeros(num_clusters, dtype=torch.long))
         self.register_buffer("duals", torch.zeros(num_clusters))
-        self.register_buffer("labels", torch.full((num_instances,), -1, dtype=torch.long))
-        self.register_buffer("new_labels", torch.full((num_instances,), -1, dtype=torch.long))
-        self.register_buffer("history", torch.full((num_instances, max(soft_labels, 0)), -1, dtype=torch.long))
-        self.register_buffer("history_pos", torch.zeros(num_instances, dtype=torch.long))
+        self.register_buffer("labels", torch.full((num_instances, slots), -1, dtype=torch.long))
+        self.register_buffer("label_val", torch.zeros(num_instances, slots))
+        self.register_buffer("label_next", torch.zeros(num_instances, dtype=torch.long))
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
+
+    @property
+    def epoch(self) -> int:
+        return int(self.epochs_done)
+
+    def _in_stage(self) -> bool:
+        return self.stage is not None and self.epoch >= self.stage
+
+    @torch.no_grad()
+    def stored_targets(self, index: torch.Tensor, soft_temp: float = 0.5) -> torch.Tensor:
+        """(B, K) targets of instances ``index`` from their stored labels (epoch t-1): one-hot of the
+        hard label, or after the first moving-average epoch ``softmax(ybar / soft_temp)`` over the stored
+        entries; rows of zeros for instances with no stored label. Read before ``step`` writes."""
+        q = torch.zeros(len(index), self.k, device=self.labels.device)
+        if self.stage is not None and self.epoch > self.stage and self.labels.shape[1] > 1:
+            labs, vals = self.labels[index], self.label_val[index]
+            w = torch.where(vals > 0, torch.exp(vals / soft_temp), torch.zeros_like(vals))
+            q.scatter_add_(1, labs.clamp_min(0), w)
+            return q / q.sum(1, keepdim=True).clamp_min(1e-12)
+        hard = self.labels[index, 0]
+        seen = hard >= 0
+        q[seen] = F.one_hot(hard[seen], self.k).to(q.dtype)
+        return q
 
     @torch.no_grad()
     def step(self, z: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Assign the (global) batch ``z`` (B, d) unit rows with instance ids ``index`` (B,), update the
-        duals, the centre accumulators and the stored labels; returns the labels (B,)."""
-        y = constrained_assign(z, self.centres, self.duals)
+        """Assign the (global) batch ``z`` (B, d) with instance ids ``index`` (B,), then update the duals,
+        the online centres and the stored labels; returns the labels (B,)."""
+        stage = self._in_stage()
+        z = z.to(self.online.dtype)
+        y = constrained_assign(z, self.centres if stage else self.online, self.duals)
         self.duals.copy_(dual_step(self.duals, y, self.dual_lr, self.ratio))
-        self.sums.index_add_(0, y, z.to(self.sums.dtype))
-        self.counts += torch.bincount(y, minlength=self.k)
-        self.new_labels[index] = y
-        if self.history.shape[1]:
-            pos = self.history_pos[index]
-            self.history[index, pos % self.history.shape[1]] = y
-            self.history_pos[index] = pos + 1
+        # running mean of this epoch's members: c <- (m c + sum x) / (m + n); on the sphere in stage 1
+        n_b = torch.bincount(y, minlength=self.k)
+        fed = torch.nonzero(n_b, as_tuple=True)[0]
+        sums = torch.zeros(len(fed), z.shape[1], dtype=z.dtype, device=z.device)
+        sums.index_add_(0, torch.searchsorted(fed, y), z)
+        m, total = self.counts[fed].to(z.dtype), (self.counts[fed] + n_b[fed]).to(z.dtype)
+        new = (self.online[fed] * m[:, None] + sums) / total[:, None]
+        self.online[fed] = new if stage else F.normalize(new, dim=1)
+        self.counts[fed] += n_b[fed]
+        self._record(index, y)
         return y
 
     @torch.no_grad()
-    def end_epoch(self) -> None:
-        """The k-means centre step: ``c_k = normalise(sum of this epoch's features assigned to k)``
-        (blended with the old centre by ``centre_momentum``); labels of this epoch become the targets."""
-        fed = self.counts > 0
-        new = F.normalize(self.sums[fed], dim=1)
-        m = self.centre_momentum
-        self.centres[fed] = F.normalize(m * self.centres[fed] + (1 - m) * new, dim=1) if m > 0 else new
-        fresh = self.new_labels >= 0
-        self.labels[fresh] = self.new_labels[fresh]
-        self.new_labels.fill_(-1)
-        self.sums.zero_()
-        self.counts.zero_()
-        self.epochs_done += 1
+    def _record(self, index: torch.Tensor, y: torch.Tensor) -> None:
+        slots = self.labels.shape[1]
+        if not self._in_stage() or slots == 1:
+            self.labels[index, 0] = y
+            return
+        if self.epoch == self.stage:  # the stage's first epoch: the average is this one-hot
+            self.labels[index] = torch.cat([y[:, None], self.labels.new_full((len(y), slots - 1), -1)], 1)
+            self.label_val[index] = torch.cat([torch.ones_like(y[:, None], dtype=self.label_val.dtype),
+                                               self.label_val.new_zeros(len(y), slots - 1)], 1)
+            self.label_next[index] = 1
+            return
+        f = 1.0 / (self.epoch - self.stage + 1)
+        labs, vals = self.labels[index], self.label_val[index]
+        hit = labs == y[:, None]
+        has = hit.any(1)
+        slot = torch.where(has, hit.to(torch.int8).argmax(1), self.label_next[index])
+        rows = torch.arange(len(y), device=y.device)
+        evicted = torch.where(has, torch.zeros_like(vals[:, 0]), vals[rows, slot])
+        vals[rows, slot] -= evicted
+        vals *= ((1.0 - f) / (1.0 - evicted))[:, None]   # ybar <- (1 - f) ybar (renormalised after an eviction)
+        vals[rows, slot] += f                            #        + f onehot(y)
+        labs[rows, slot] = y
+        self.labels[index], self.label_val[index] = labs, vals
+        self.label_next[index] = vals.argmin(1)
 
     @torch.no_grad()
-    def targets(self, index: torch.Tensor, current: torch.Tensor, soft_temp: float = 0.5) -> torch.Tensor:
-        """(B, K) target distribution of instances ``index``: the sharpened frequency of their last
-        assignments when soft labels are on, else one-hot of the previous epoch's label; instances with
-        no previous label (epoch 0) use ``current``, this step's assignment."""
-        prev = self.labels[index]
-        hard = torch.where(prev >= 0, prev, current)
-        q = F.one_hot(hard, self.k).float()
-        if self.history.shape[1] and int(self.epochs_done) > 0:
-            hist = self.history[index]
-            valid = (hist >= 0).float()
-            freq = torch.zeros(len(index), self.k, device=hist.device)
-            freq.scatter_add_(1, hist.clamp_min(0), valid)
-            have = valid.sum(1) > 0
-            sharp = freq.pow(1.0 / soft_temp)
-            sharp = sharp / sharp.sum(1, keepdim=True).clamp_min(1e-12)
-            q = torch.where(have[:, None], sharp, q)
-        return q
+    def end_epoch(self) -> None:
+        """The online centres of this epoch become the loss's centres (in the moving-average stage:
+        ``C <- normalise((1 - f) C + f normalise(online))``, f = 1 / (t - s + 1)); counts restart."""
+        if self._in_stage():
+            f = 1.0 / (self.epoch - self.stage + 1)
+            self.centres.copy_(F.normalize((1 - f) * self.centres + f * F.normalize(self.online, dim=1), dim=1))
+            self.online.copy_(self.centres)
+        else:
+            self.centres.copy_(self.online)
+        self.counts.zero_()
+        self.epochs_done += 1
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean_i  - sum_k target_ik log softmax(logits_i)_k."""
-    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+    return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
 
 
 @dataclass
@@ -210,11 +266,36 @@ class CoKeLossConfig:
     num_clusters: list[int] = field(default_factory=lambda: [3000, 4000, 5000])  # one clustering per K
     min_size_ratio: float = 0.4     # r: every cluster holds >= r N / K instances
     dual_lr: float = 20.0           # eta
-    temperature: float = 0.1        # T (the paper: 0.1 single view, 0.05 two views)
-    beta: float = 0.5               # weight of the prediction-head term (1 - beta: projection head)
-    soft_labels: int = 0            # L > 0: moving-average soft labels over the last L assignments
-    soft_temp: float = 0.5
-    centre_momentum: float = 0.0    # > 0: centres averaged across epochs
+    temperature: float = 0.1        # T (official: 0.1 one view, 0.05 two views)
+    beta: float = 1.0               # weight of the prediction-head term, 1 - beta the projection head's
+    #                                 (official: 1 one view, 0.5 two views)
+    view_alpha: float = 0.2         # V >= 2: weight of the label; 1 - alpha: the other views' prediction
+    moving_average: bool = True     # the second stage: moving-average labels and centres
+    moving_average_from: float = 0.8  # ... from this fraction of solver.epochs on (official: 801 of 1001)
+    label_slots: int = 5            # entries kept of each averaged label
+    label_temp: float = 0.5         # q ∝ exp(ybar / label_temp)
+
+
+def check_coke_config(cfg: CoKeLossConfig, where: str = "coke") -> None:
+    """Raise ``CoKeError`` naming the key unless the loss settings are usable."""
+    for key, lo, hi in (("beta", 0.0, 1.0), ("view_alpha", 0.0, 1.0), ("moving_average_from", 0.0, 1.0)):
+        v = getattr(cfg, key)
+        if not lo <= v <= hi:
+            raise CoKeError(f"{where}.{key}={v}: use a value in [{lo}, {hi}]")
+    for key in ("temperature", "label_temp"):
+        if getattr(cfg, key) <= 0:
+            raise CoKeError(f"{where}.{key}={getattr(cfg, key)}: must be > 0")
+    if cfg.dual_lr < 0:
+        raise CoKeError(f"{where}.dual_lr={cfg.dual_lr}: the dual step must be >= 0 (official: 20)")
+    if cfg.label_slots < 1:
+        raise CoKeError(f"{where}.label_slots={cfg.label_slots}: keep at least 1 entry per label (official: 5)")
+
+
+def stage_epoch(cfg: CoKeLossConfig, epochs: int | None) -> int | None:
+    """The first epoch of the moving-average stage for a run of ``epochs`` (None: no stage)."""
+    if not cfg.moving_average or epochs is None:
+        return None
+    return int(round(cfg.moving_average_from * epochs))
 
 
 class CoKeLoss(nn.Module):
@@ -222,41 +303,59 @@ class CoKeLoss(nn.Module):
 
     ``forward(proj, index, pred=None)``: ``proj`` (V, B, d) projection-head outputs of this rank's
     batch in ``V`` views (V = 1: single view), ``pred`` the prediction-head outputs (same shape) or
-    None, ``index`` (B,) instance ids. Runs one assignment step on the global batch, then returns the
-    loss averaged over clusterings (and views).
+    None, ``index`` (B,) instance ids. Reads the stored targets, runs one assignment step on the global
+    batch, then returns the loss averaged over clusterings, views and heads. ``epochs``: the run's
+    length, which places the moving-average stage.
     """
 
-    def __init__(self, num_instances: int, dim: int, cfg: CoKeLossConfig, seed: int = 0):
+    def __init__(self, num_instances: int, dim: int, cfg: CoKeLossConfig, seed: int = 0, epochs: int | None = None):
         super().__init__()
         check_coke_problem(num_instances, cfg.num_clusters, cfg.min_size_ratio)
+        check_coke_config(cfg)
         self.cfg = cfg
+        stage = stage_epoch(cfg, epochs)
         self.clusterings = nn.ModuleList(
-            OnlineConstrainedKMeans(num_instances, k, dim, cfg.min_size_ratio, cfg.dual_lr, cfg.soft_labels,
-                                    cfg.centre_momentum, seed=seed + j) for j, k in enumerate(cfg.num_clusters))
+            OnlineConstrainedKMeans(num_instances, k, dim, cfg.min_size_ratio, cfg.dual_lr, cfg.label_slots, stage,
+                                    seed=seed + j) for j, k in enumerate(cfg.num_clusters))
 
     @torch.no_grad()
     def assign(self, proj: torch.Tensor, index: torch.Tensor) -> list[torch.Tensor]:
-        """One online step of every clustering on the global batch; returns this rank's labels."""
-        z = F.normalize(F.normalize(proj.detach().float(), dim=-1).mean(0), dim=-1)
+        """Targets (B, K) of this rank's instances per clustering: the stored ones (epoch t-1), or this
+        step's assignment where none is stored; runs one online step of every clustering on the global
+        batch (the mean of the views' unit projections)."""
+        if proj.ndim == 2:
+            proj = proj[None]
+        z = F.normalize(proj.detach().float(), dim=-1).mean(0)
         z_all, idx_all = _gather(z), _gather(index)
         mine = _rank_slice(len(index))
-        return [c.step(z_all, idx_all)[mine] for c in self.clusterings]
+        out = []
+        for c in self.clusterings:
+            q = c.stored_targets(index, self.cfg.label_temp)
+            y = c.step(z_all, idx_all)[mine]
+            missing = q.sum(1) == 0
+            out.append(torch.where(missing[:, None], F.one_hot(y, c.k).to(q.dtype), q))
+        return out
 
     def forward(self, proj: torch.Tensor, index: torch.Tensor, pred: torch.Tensor | None = None) -> torch.Tensor:
         if proj.ndim == 2:
             proj = proj[None]
             pred = pred[None] if pred is not None else None
-        current = self.assign(proj, index)
+        targets = self.assign(proj, index)
+        views = proj.shape[0]
         total = proj.new_zeros((), dtype=torch.float32)
         heads = [(proj, 1.0)] if pred is None else [(pred, self.cfg.beta), (proj, 1.0 - self.cfg.beta)]
-        for c, y in zip(self.clusterings, current):
-            q = c.targets(index, y, self.cfg.soft_temp)
+        for c, q in zip(self.clusterings, targets):
             centres = c.centres.detach()
+            logits = {id(out): F.normalize(out.float(), dim=-1) @ centres.T / self.cfg.temperature
+                      for out, _ in heads}                                               # (V, B, K)
+            if views > 1:  # multi-view: alpha label + (1 - alpha) the other views' prediction
+                p = F.softmax(logits[id(proj)].detach(), dim=-1)
+                others = (p.sum(0, keepdim=True) - p) / (views - 1)
+                q = self.cfg.view_alpha * q[None] + (1 - self.cfg.view_alpha) * others  # (V, B, K)
             for out, w in heads:
                 if w == 0:
                     continue
-                logits = F.normalize(out.float(), dim=-1) @ centres.T / self.cfg.temperature  # (V, B, K)
-                total = total + w * sum(soft_cross_entropy(lv, q) for lv in logits) / len(logits)
+                total = total + w * soft_cross_entropy(logits[id(out)], q.expand(views, -1, -1))
         return total / len(self.clusterings)
 
     @torch.no_grad()
@@ -270,5 +369,5 @@ class CoKeLoss(nn.Module):
         return [c.counts.clone() for c in self.clusterings]
 
 
-__all__ = ["CoKeError", "check_coke_problem", "constrained_assign", "dual_step", "OnlineConstrainedKMeans",
-           "CoKeLossConfig", "CoKeLoss", "soft_cross_entropy"]
+__all__ = ["CoKeError", "check_coke_problem", "check_coke_config", "constrained_assign", "dual_step",
+           "OnlineConstrainedKMeans", "CoKeLossConfig", "CoKeLoss", "soft_cross_entropy", "stage_epoch"]

@@ -5,27 +5,35 @@ Cross-entropy pulls every image of a class towards one weight vector: a class co
 LOOK only asks each image to share its label with most of its k nearest neighbours, so a class may
 stay multi-modal (sub-groups of a person: another camera, another outfit, another city's style).
 
-**Objective.** For a unit feature ``z_i`` with label ``y_i`` and its k nearest neighbours ``N_k(i)``
-in a feature memory *leaving ``i`` itself out*, the weighted kNN class posterior and the loss are::
+**Sources, checked 2026-12-07.** What the stored pages give of the paper (its ar5iv copy up to the
+start of Sec. 1, the ICLR 2022 poster abstract, a review summary): the loss is the *leave-one-out
+classification error of a weighted kNN classifier*; each image only has to share its label with most
+of its k nearest neighbours; the implementation "scales well to large datasets". The method section
+(the exact weighting, k, the temperature, the memory and its update) is not in the store, and the
+authors published no code (Papers with Code lists none), so those are our choices, stated below and
+set in the recipes; none is the paper's number. No equation numbers are given: none could be read.
+
+**Objective** (the weighted kNN classifier, leave-one-out). For a unit feature ``z_i`` with label
+``y_i`` and its k nearest neighbours ``N_k(i)`` in a feature memory *leaving ``i`` itself out*::
 
     p(c | i) = sum_{j in N_k(i), y_j = c} exp(z_i . m_j / tau) / sum_{j in N_k(i)} exp(z_i . m_j / tau)
     L = mean_i  - log p(y_i | i)
 
-The gradient flows into ``z_i`` only; memory entries are constants. Neighbours are the top-k by
-cosine similarity; an image whose k neighbours hold no image of its class has ``p = 0`` and no
-useful gradient: it adds 0 to the batch sum and is counted (``no_positive``), rather than clamped.
+Choice: the weights ``exp(cosine / tau)`` and ``-log p`` as the differentiable classification error
+(the usual weighted-kNN classifier of memory-bank methods, and the cross-entropy it replaces). The
+gradient flows into ``z_i`` only; memory entries are constants. Neighbours are the top-k by cosine
+similarity; an image whose k neighbours hold no image of its class has ``p = 0`` and no useful
+gradient: it adds 0 to the batch sum and is counted (``no_positive``), rather than clamped.
 
-**Memory** (the paper's scalable implementation): one slot per training image, indexed by the
+**Memory** (choice, for "scales to large datasets"): one slot per training image, indexed by the
 image's dataset index, each slot a momentum average of that image's features,
 ``m_i <- normalise(mu m_i + (1 - mu) z_i)`` (``memory_momentum``), with the image's label. A slot
 is used as a neighbour once written. Leave-one-out is exact: slot ``i`` is never a neighbour of
 image ``i``. Under DDP the features, labels and indices of the global batch are gathered, so every
 rank holds the same memory.
 
-**Values.** k, tau and the memory update: the paper's text could not be retrieved in this session
-(the search tool returned only the abstract), so the defaults are ours, stated here: ``k = 200``
-(the usual memory-bank kNN classifier size), ``tau = 0.07``, ``memory_momentum = 0.5``, memory
-size = the training set. The recipes can set all three.
+**Values** (choices): ``k = 200`` (the usual memory-bank kNN classifier size), ``tau = 0.07``,
+``memory_momentum = 0.5``, memory size = the training set. The recipes can set all three.
 """
 from __future__ import annotations
 

@@ -6,10 +6,12 @@ online and trains on last epoch's labels), and ``end_epoch`` (the k-means centre
 equations and choices are in ``reidkit.losses.coke``; the loop (DDP, resume, checkpoints, export) in
 ``reidkit.methods.pretrain_loop``.
 
-Defaults follow the paper where it applies to us: three clusterings K = 3000, 4000, 5000, minimum
-cluster size ratio 0.4, dual step 20, temperature 0.1 (single view; 0.05 with two views), beta 0.5,
-128-d projection. The optimiser is DINO's (AdamW, cosine lr, per-parameter clip) instead of the
-paper's LARS for ResNet-50: ViT backbones are trained with AdamW in every recipe we have.
+Defaults follow the official CoKe scripts (checked 2026-12-07, see ``reidkit.losses.coke``): three
+clusterings K = 3000, 4000, 5000, minimum cluster size ratio 0.4, dual step 20, temperature 0.1 and
+beta 1 (single view; 0.05 and 0.5 with two views), the moving-average stage over the last 20% of the
+epochs with 5 label entries at temperature 0.5, a 128-d projection with BN and a prediction MLP. The
+optimiser is DINO's (AdamW, cosine lr, per-parameter clip) instead of the official LARS for
+ResNet-50: ViT backbones are trained with AdamW in every recipe we have.
 
 ``pretrain_coke(cfg, resume=False) -> run folder``, also ``reidkit pretrain RECIPE`` with
 ``method: coke``.
@@ -23,7 +25,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from reidkit.losses.coke import CoKeLoss, CoKeLossConfig, check_coke_problem
+from reidkit.losses.coke import CoKeLoss, CoKeLossConfig, check_coke_config, check_coke_problem
 from reidkit.methods.pretrain_loop import PretrainNet, ViewsRecipe, build_reid, mlp, run_pretraining
 
 
@@ -61,6 +63,7 @@ class CoKeProjection(nn.Module):
 
 
 def check_problem(cfg: CoKeConfig, num_images: int, labels) -> None:
+    check_coke_config(cfg.coke, where="coke")
     check_coke_problem(num_images, cfg.coke.num_clusters, cfg.coke.min_size_ratio, where="coke")
 
 
@@ -70,7 +73,7 @@ def pretrain_coke(cfg: CoKeConfig, resume: bool = False, force: bool = False) ->
     def build(n: int, labels):
         reid, model_config = build_reid(cfg.model, cfg.crops.global_size)
         net = PretrainNet(reid, CoKeProjection(reid.feat_dim, cfg.head))
-        return net, CoKeLoss(n, cfg.head.out_dim, cfg.coke, seed=cfg.seed), model_config
+        return net, CoKeLoss(n, cfg.head.out_dim, cfg.coke, seed=cfg.seed, epochs=cfg.solver.epochs), model_config
 
     def step(net, loss_fn: CoKeLoss, views, index, labels, epoch):
         proj, pred = net(views)
