@@ -30,6 +30,8 @@ _WHERE = {
     "update_memory": "cluster_memory",
     "CoKeError": "coke",
     "check_coke_problem": "coke",
+    "check_coke_config": "coke",
+    "stage_epoch": "coke",
     "constrained_assign": "coke",
     "dual_step": "coke",
     "OnlineConstrainedKMeans": "coke",
