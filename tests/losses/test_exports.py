@@ -7,7 +7,7 @@ from pathlib import Path
 
 import reidkit.losses as losses
 
-MODULES = ("triplet", "softmax", "center", "dino", "cluster_memory", "coke", "look")
+MODULES = ("triplet", "softmax", "center", "dino", "cluster_memory", "coke_config", "coke", "look_config", "look")
 
 
 def _public_definitions(module: str) -> set[str]:

@@ -27,9 +27,17 @@ def pretrain_command(
 
         method = recipe_method(config, overrides)  # `method: dino | coke | look` (default dino)
         if method == "coke":
-            from reidkit.methods.pretrain_coke import CoKeConfig as PretrainConfig, pretrain_coke as pretrain
+            from reidkit.recipes.pretrain_views import CoKeConfig as PretrainConfig
+
+            def pretrain(cfg, **kw):
+                from reidkit.methods.pretrain_coke import pretrain_coke
+                return pretrain_coke(cfg, **kw)
         elif method == "look":
-            from reidkit.methods.pretrain_look import LOOKConfig as PretrainConfig, pretrain_look as pretrain
+            from reidkit.recipes.pretrain_views import LOOKConfig as PretrainConfig
+
+            def pretrain(cfg, **kw):
+                from reidkit.methods.pretrain_look import pretrain_look
+                return pretrain_look(cfg, **kw)
         else:
             def pretrain(cfg, **kw):
                 from reidkit.methods.pretrain_dino import pretrain

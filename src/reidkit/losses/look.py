@@ -37,24 +37,12 @@ rank holds the same memory.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from reidkit.losses.coke import _gather
-
-
-class LOOKError(ValueError):
-    """A LOOK problem that cannot train (no labels, k too large)."""
-
-
-@dataclass
-class LOOKLossConfig:
-    k: int = 200                   # neighbours per image
-    temperature: float = 0.07      # tau
-    memory_momentum: float = 0.5   # mu of the per-image memory slot
+from reidkit.losses.look_config import LOOKError, LOOKLossConfig
 
 
 def look_loss(z: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, memory: torch.Tensor,

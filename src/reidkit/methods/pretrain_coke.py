@@ -18,33 +18,14 @@ ResNet-50: ViT backbones are trained with AdamW in every recipe we have.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
-from reidkit.losses.coke import CoKeLoss, CoKeLossConfig, check_coke_config, check_coke_problem
-from reidkit.methods.pretrain_loop import PretrainNet, ViewsRecipe, build_reid, mlp, run_pretraining
-
-
-@dataclass
-class CoKeHead:
-    hidden_dim: int = 2048
-    out_dim: int = 128
-    predictor: bool = True         # the 2-layer prediction head (loss mixed by coke.beta)
-
-
-@dataclass
-class CoKeConfig(ViewsRecipe):
-    """The CoKe recipe: the engine's run keys (output, seed, device, precision, ...), data, crops,
-    model, solver (``ViewsRecipe``), and the head and the ``coke`` loss section."""
-
-    method: Literal["coke"] = "coke"
-    output: str = "runs/pretrain_coke"
-    head: CoKeHead = field(default_factory=CoKeHead)
-    coke: CoKeLossConfig = field(default_factory=CoKeLossConfig)
+from reidkit.losses.coke import CoKeLoss, check_coke_config, check_coke_problem
+from reidkit.methods.pretrain_loop import PretrainNet, build_reid, mlp, run_pretraining
+from reidkit.recipes.pretrain_views import CoKeConfig, CoKeHead
 
 
 class CoKeProjection(nn.Module):

@@ -11,35 +11,15 @@ supervised baseline LOOK is compared with, at the same data, augmentation and co
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reidkit.losses.look import LOOKError, LOOKLoss, LOOKLossConfig
-from reidkit.methods.pretrain_loop import PretrainNet, ViewsData, ViewsRecipe, build_reid, mlp, run_pretraining
-
-
-@dataclass
-class LOOKHead:
-    hidden_dim: int = 2048
-    out_dim: int = 128             # the embedding the k-NN is computed in
-
-
-@dataclass
-class LOOKConfig(ViewsRecipe):
-    """The LOOK recipe: the engine's run keys, data (a labelled format), crops, model, solver
-    (``ViewsRecipe``), the objective, the head and the ``look`` loss section."""
-
-    method: Literal["look"] = "look"
-    objective: Literal["look", "ce"] = "look"  # ce: the cross-entropy baseline on the same pipeline
-    output: str = "runs/pretrain_look"
-    data: ViewsData = field(default_factory=lambda: ViewsData(format="market1501"))
-    head: LOOKHead = field(default_factory=LOOKHead)
-    look: LOOKLossConfig = field(default_factory=LOOKLossConfig)
+from reidkit.losses.look import LOOKError, LOOKLoss
+from reidkit.methods.pretrain_loop import PretrainNet, build_reid, mlp, run_pretraining
+from reidkit.recipes.pretrain_views import LOOKConfig, LOOKHead
 
 
 class LOOKProjection(nn.Module):

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -33,68 +33,10 @@ from reidkit.data.multicrop_config import MultiCropConfig
 from reidkit.data.samplers import sharded_loader
 from reidkit.engine.distributed import barrier, mean_over_ranks, wrap_ddp
 from reidkit.engine.precision import autocast, grad_scaler, maybe_compile, to_device
-from reidkit.engine.recipe import (RENAMED, ModelRecipe, Precision, RecipeError, RunRecipe, check_model,
-                                   check_positive)
 from reidkit.engine.run import Run, start
 from reidkit.methods.optim import clip_gradients, cosine_iter_schedule, dino_param_groups
+from reidkit.recipes.pretrain_views import PretrainModelConfig, PretrainOptim, ViewsData, ViewsRecipe  # noqa: F401
 from reidkit.utils.seed import seed_everything
-
-
-@dataclass
-class ViewsData:
-    format: str = "unlabelled"     # any reidkit.data.datasets format; its train split is used
-    root: str = ""
-    options: dict = field(default_factory=dict)  # reader options, e.g. {file_list: CFS_list.txt, keep_ratio: 0.5}
-    batch_size: int = 64           # per process
-    num_workers: int = 8
-    num_views: int = 1             # global crops per image and step (1 = single view)
-
-
-@dataclass
-class PretrainModelConfig(ModelRecipe):
-    """The backbone: a preset plus typed knobs; ``img_size`` defaults to ``crops.global_size``."""
-
-
-@dataclass
-class PretrainOptim:
-    epochs: int = 100
-    lr: float = 5e-4               # per 256 images; peak = lr * global_batch / 256
-    min_lr: float = 1e-6
-    warmup_epochs: int = 10
-    weight_decay: float = 0.05
-    clip_grad: float = 3.0         # per-parameter clip; 0 disables
-
-
-@dataclass
-class ViewsRecipe(RunRecipe):
-    """What the CoKe and LOOK recipes share (each adds ``method``, ``head`` and its loss section)."""
-
-    RENAMED: ClassVar[dict[str, str]] = RENAMED
-    precision: Precision = "fp16"
-    log_every: int = 10
-    checkpoint_every: int = 0      # iterations between mid-epoch checkpoints (0: end of epoch only)
-    data: ViewsData = field(default_factory=ViewsData)
-    crops: MultiCropConfig = field(default_factory=MultiCropConfig)  # the global-crop settings are used
-    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
-    solver: PretrainOptim = field(default_factory=PretrainOptim)
-
-    def check_recipe(self) -> None:
-        """What can be checked without torch or data (also run by ``load_config``)."""
-        self.check_run()
-        self.model.check()
-        check_positive(**{"data.batch_size": self.data.batch_size, "solver.epochs": self.solver.epochs})
-        if not 1 <= self.data.num_views <= 2:
-            raise RecipeError(f"data.num_views={self.data.num_views}: 1 (single view) or 2 (two global crops)")
-        if self.model.weights:
-            raise RecipeError("model.weights: pre-training starts from random weights; drop model.weights")
-        if self.checkpoint_every < 0:
-            raise RecipeError(f"checkpoint_every={self.checkpoint_every} must be >= 0")
-
-    def check(self, world: int) -> None:
-        self.check_recipe()
-        if not self.data.root:
-            raise RecipeError("data.root is empty: give the dataset folder")
-        check_model(self.model, tuple(self.model.img_size or self.crops.global_size))
 
 
 def load_pool(data: ViewsData) -> tuple[list[str], torch.Tensor | None]:
