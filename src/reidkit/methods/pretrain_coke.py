@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reidkit.losses.coke import CoKeLoss, check_coke_config, check_coke_problem
+from reidkit.losses.coke import CoKeLoss, check_coke_problem
 from reidkit.methods.pretrain_loop import PretrainNet, build_reid, mlp, run_pretraining
 from reidkit.recipes.pretrain_views import CoKeConfig, CoKeHead
 
@@ -44,7 +44,6 @@ class CoKeProjection(nn.Module):
 
 
 def check_problem(cfg: CoKeConfig, num_images: int, labels) -> None:
-    check_coke_config(cfg.coke, where="coke")
     check_coke_problem(num_images, cfg.coke.num_clusters, cfg.coke.min_size_ratio, where="coke")
 
 

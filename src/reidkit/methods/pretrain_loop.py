@@ -186,6 +186,7 @@ def run_pretraining(cfg: ViewsRecipe, name: str, resume: bool, force: bool,
     model_config)``; ``step`` runs one forward + loss; ``end_epoch(loss_module)`` after each epoch."""
     from reidkit.models import ReIDModel
 
+    cfg.check_recipe()  # the recipe's own values before any data is read (also for callers without load_config)
     paths, labels = load_pool(cfg.data)
     check(len(paths), labels)  # named errors before any run folder, model or process group
     run = start(cfg, resume, force, ValueError, tensorboard=False)
