@@ -63,7 +63,7 @@ import torch
 from reidkit.evaluation.distances import (DistanceError, DistanceFunction, check_features, check_metric,
                                           normalize)
 from reidkit.evaluation.featurefile import FeatureSet
-from reidkit.evaluation.threads import one_thread
+from reidkit.evaluation.threads import one_blas_thread, one_thread
 
 PROTOCOLS = ("market", "cuhk03", "no-camera")
 DEFAULT_FPRS = (1e-4, 1e-3, 1e-2)
@@ -199,15 +199,6 @@ class _FeatureRows:
         if self.metric == "euclidean":
             t.sqrt_()
         return out
-
-
-def _one_blas_thread():
-    """numpy's BLAS on one thread (each ranking worker runs its own GEMM), where threadpoolctl exists."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # a scikit-learn dependency, so normally present; results do not depend on it
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 def _ordered_bits(d: np.ndarray) -> np.ndarray:
@@ -481,7 +472,7 @@ def _evaluate_on(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank
         return None if reuse else torch.from_numpy(d), ranks
 
     spans = [(s, min(n_q, s + chunk)) for s in range(0, n_q, chunk)]
-    with _one_blas_thread() if feats is not None else contextlib.nullcontext():
+    with one_blas_thread() if feats is not None else contextlib.nullcontext():
         for (s, e), (d, (r, k, rank, n_pos)) in zip(spans, _in_order(rank_chunk, spans, workers)):
             q_sidx = None if sidx is None else sidx[s:e]
             ok_np = n_pos > 0

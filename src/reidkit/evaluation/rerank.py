@@ -26,6 +26,7 @@ from reidkit.evaluation.distances import normalize
 from reidkit.evaluation.kreciprocal import (jaccard_blocks_torch, jaccard_from_encoding, kreciprocal_encoding,
                                            kreciprocal_encoding_torch)
 from reidkit.evaluation.knn_graph import check_features, exact_fp32, knn_device, knn_graph, resolve_device
+from reidkit.evaluation.threads import one_blas_thread
 
 
 class RerankError(ValueError):
@@ -109,8 +110,6 @@ def _scaled_distance(q: np.ndarray, g: np.ndarray, row_max: np.ndarray, lambda_v
     2-core AVX2 EPYC against ~55-60 for torch.mm (MKL), which slows down on such wide products. Row
     chunks are shared by ``workers`` threads (default: torch's thread count) that each run BLAS on
     one thread, so no thread waits on another's fork-join."""
-    from threadpoolctl import threadpool_limits
-
     lhs_t, rhs_t = _scaled_operands(torch.from_numpy(q), torch.from_numpy(g), torch.from_numpy(row_max),
                                     lambda_value)
     lhs, rhs = lhs_t.numpy(), rhs_t.numpy()
@@ -124,7 +123,7 @@ def _scaled_distance(q: np.ndarray, g: np.ndarray, row_max: np.ndarray, lambda_v
 
     starts = range(0, len(q), chunk)
     workers = max(1, min(workers or torch.get_num_threads(), len(starts)))
-    with threadpool_limits(1, user_api="blas"):
+    with one_blas_thread():
         if workers == 1:
             for s in starts:
                 fill(s)

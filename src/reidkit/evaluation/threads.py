@@ -24,3 +24,13 @@ def one_thread() -> Iterator[None]:
     finally:
         if before != 1:
             torch.set_num_threads(before)
+
+
+def one_blas_thread():
+    """numpy's BLAS (OpenBLAS) on one thread, for workers that each run their own GEMM, where
+    threadpoolctl exists (a scikit-learn dependency, so normally present; results do not depend on it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
