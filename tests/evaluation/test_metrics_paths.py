@@ -131,7 +131,7 @@ def test_features_path_reused_buffers_equal_fresh_ones():
         torch.set_num_threads(before)
     np.testing.assert_array_equal(reused["AP"], fresh["AP"])
     np.testing.assert_array_equal(reused["cmc"], fresh["cmc"])
-    rows = metrics._FeatureRows(metrics.DistanceFunction(g.features), torch.from_numpy(q.features))
+    rows = metrics.FeatureRows(metrics.DistanceFunction(g.features), torch.from_numpy(q.features))
     out = np.full((5, len(g)), np.nan, np.float32)
     assert rows(3, 8, out=out) is out and (out >= 0).all()
     np.testing.assert_array_equal(out, rows(3, 8))

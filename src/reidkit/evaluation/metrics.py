@@ -44,7 +44,7 @@ never pays: at mAP 0.1 (a third of the gallery as candidates) it measured 2.4x t
 whatever the gallery size. CUHK03 draws and TPR@FPR use dense (B, N_g) torch masks per chunk.
 
 From features, each worker computes its chunk's distances with numpy's BLAS on one thread into a
-buffer it reuses (``_FeatureRows``): OpenBLAS runs the wide (chunk x N_g) product at ~75 GFLOP per
+buffer it reuses (``FeatureRows``): OpenBLAS runs the wide (chunk x N_g) product at ~75 GFLOP per
 CPU-second on this project's AMD CPUs against ~45 for torch's MKL, and the two workers overlap GEMM
 and ranking. The full (N_q, N_g) matrix never exists.
 """
@@ -60,8 +60,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from reidkit.evaluation.distances import (DistanceError, DistanceFunction, check_features, check_metric,
-                                          normalize)
+from reidkit.evaluation.distances import (DistanceError, DistanceFunction, FeatureRows, check_features,
+                                          check_metric)
 from reidkit.evaluation.featurefile import FeatureSet
 from reidkit.evaluation.threads import one_blas_thread, one_thread
 
@@ -99,7 +99,7 @@ def evaluate(distmat: np.ndarray | torch.Tensor | None = None, *, query: Feature
         self_index = query_self_index(query, gallery)
     if distmat is None:
         check_metric(metric)
-        rows: _FeatureRows | Callable[[int, int], torch.Tensor] = _FeatureRows(
+        rows: FeatureRows | Callable[[int, int], torch.Tensor] = FeatureRows(
             DistanceFunction(gallery.features, metric), check_features(query.features, "query features"))
     else:
         rows = _distmat_rows(distmat, len(query), len(gallery))
@@ -153,52 +153,6 @@ def _distmat_rows(distmat, n_q: int, n_g: int) -> Callable[[int, int], torch.Ten
     if tuple(d.shape) != (n_q, n_g):
         raise MetricError(f"distmat shape {tuple(d.shape)} does not match {n_q} queries x {n_g} gallery")
     return lambda s, e: d[s:e].detach().float().cpu().contiguous()
-
-
-class _FeatureRows:
-    """Distances from features, chunk by chunk, as numpy's BLAS GEMM into a caller's buffer.
-
-    Same arithmetic as ``DistanceFunction`` (which prepares the gallery: checks, normalisation,
-    squared norms): cosine ``1 - <q, g>``, euclidean ``|q|^2 + |g|^2 - 2<q, g>`` (then the root),
-    clamped at +0.0. The GEMM is numpy's (OpenBLAS: about twice the float32 throughput of torch's MKL
-    on AMD CPUs), single-threaded per ranking worker, written into a buffer that the worker reuses
-    for its next chunk (a fresh 100+ MB output costs its page faults every chunk). Distances can
-    differ from ``compute_distance``'s in the last bit (another BLAS).
-    """
-
-    def __init__(self, fn: DistanceFunction, q: torch.Tensor):
-        if q.shape[1] != fn.g.shape[1]:
-            raise DistanceError(f"feature dims differ: query {q.shape[1]}, gallery {fn.g.shape[1]}")
-        self.metric = fn.metric
-        self.g = fn.g.numpy()
-        if self.metric == "cosine":
-            self.q = normalize(q).numpy()
-        else:
-            self.q, self.q_sq, self.g_sq = q.numpy(), fn._squared_norms(q, "query").numpy(), fn.g_sq.numpy()
-
-    def drop_gallery_columns(self, keep: torch.Tensor | None) -> None:
-        """Keep only these gallery entries (junk removed before the GEMM, not after)."""
-        if keep is not None:
-            self.g = np.ascontiguousarray(self.g[keep.numpy()])
-            if self.metric != "cosine":
-                self.g_sq = self.g_sq[keep.numpy()]
-
-    def __call__(self, s: int, e: int, out: np.ndarray | None = None) -> np.ndarray:
-        """(e - s, N_g) float32 distances of query rows s..e-1, written into ``out`` when given."""
-        if out is None:
-            out = np.empty((e - s, len(self.g)), np.float32)
-        np.matmul(self.q[s:e], self.g.T, out=out)
-        if self.metric == "cosine":
-            np.subtract(np.float32(1.0), out, out=out)
-        else:
-            np.multiply(out, np.float32(-2.0), out=out)
-            np.add(out, self.g_sq[None, :], out=out)
-            np.add(out, self.q_sq[s:e, None], out=out)
-        t = torch.from_numpy(out)
-        t.clamp_(min=0.0)  # as DistanceFunction: -0.0 and rounding negatives become +0.0
-        if self.metric == "euclidean":
-            t.sqrt_()
-        return out
 
 
 def _ordered_bits(d: np.ndarray) -> np.ndarray:
@@ -434,7 +388,7 @@ def _evaluate_on(rows, q_pids, g_pids, q_camids, g_camids, *, protocol, max_rank
         raise MetricError("the gallery holds only junk (pid -1)")
     max_rank = min(max_rank, len(gal))
     sidx = None if self_index is None else gal.remap(torch.as_tensor(np.asarray(self_index, np.int64)))
-    feats = rows if isinstance(rows, _FeatureRows) else None
+    feats = rows if isinstance(rows, FeatureRows) else None
     if feats is not None:
         feats.drop_gallery_columns(gal.keep)
     if chunk is None:
