@@ -13,7 +13,7 @@ from reidkit.evaluation.knn_graph import KnnError, knn_device, knn_graph, knn_sy
 from reidkit.evaluation.kreciprocal import (jaccard_distance, jaccard_distance_device, jaccard_torch,
                                             kreciprocal_encoding, kreciprocal_encoding_torch)
 from reidkit.evaluation.rerank import kreciprocal_rerank, kreciprocal_rerank_torch, query_expansion
-from reidkit.evaluation.rerank_gcr import gcr, propagate_torch, propagation
+from reidkit.evaluation.rerank_gcr import gcr, propagate_lists, propagate_torch, propagation
 from reidkit.methods.pseudo_labels import ClusterConfig, cluster, dbscan_labels
 
 from kreciprocal_reference import blobs, dense_jaccard
@@ -86,6 +86,11 @@ def test_gcr_propagation_torch_equals_scipy(sym):
     x = torch.from_numpy(rng.normal(size=(n, 10)).astype(np.float32))
     ref = propagation(idx, aff, 0.2, sym) @ x.numpy()
     np.testing.assert_allclose(propagate_torch(idx, aff, 0.2, sym, x).numpy(), ref, atol=1e-5)
+    if not sym:  # the gather path of mode 'nonsym', with a repeated column (a starved cross-camera row)
+        idx[7, 4] = idx[7, 2]
+        two = 0.7 * (propagation(idx, aff, 0.2, False) @ x.numpy()) + 0.3 * (propagation(idx[:, :3], aff[:, :3], 0.5, False) @ x.numpy())
+        got = propagate_lists(x, [(idx, aff, 0.2, 0.7), (idx[:, :3], aff[:, :3], 0.5, 0.3)])
+        np.testing.assert_allclose(got.numpy(), two, atol=1e-6)
 
 
 def test_device_switch_errors():

@@ -294,6 +294,26 @@ def propagate_torch(idx: torch.Tensor, aff: torch.Tensor, beta: float, sym: bool
     return torch.sparse.mm(torch.sparse_coo_tensor(torch.stack([r, c]), lw, (n, n), check_invariants=False), x)
 
 
+def propagation_weights(idx: torch.Tensor, aff: torch.Tensor, beta: float) -> torch.Tensor:
+    """(N, k) float64 entries of L = D_r^-1/2 W D_c^-1/2 (``mode='nonsym'``) at the kNN entries ``idx``,
+    as :func:`propagation` builds them (a repeated column's entries add up in L @ x just as their sum)."""
+    n = idx.shape[0]
+    a = aff.double()
+    w = torch.where(a <= -2.0, torch.zeros((), dtype=a.dtype, device=a.device), torch.exp((a - 1.0) / beta))
+    dr = w.sum(1)
+    dc = torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, idx.reshape(-1), w.reshape(-1))
+    return w * dr.clamp(min=1e-300).rsqrt()[:, None] * dc.clamp(min=1e-300).rsqrt()[idx]
+
+
+def propagate_lists(x: torch.Tensor, graphs) -> torch.Tensor:
+    """sum_g s_g L_g @ x for ``graphs`` = ``[(idx, aff, beta, s_g), ...]`` (``mode='nonsym'``), as one
+    weighted gather-and-sum per row (``embedding_bag``: multi-threaded, on any device): each row reads
+    only its own k1 + k2 neighbours' features."""
+    idx = torch.cat([g[0] for g in graphs], 1)
+    w = torch.cat([s_g * propagation_weights(i, a, beta) for i, a, beta, s_g in graphs], 1)
+    return torch.nn.functional.embedding_bag(idx, x, per_sample_weights=w.to(x.dtype), mode="sum")
+
+
 def _localk_round(x: torch.Tensor, idx1, aff1, idx2, aff2, cfg: GCRConfig) -> torch.Tensor:
     """Decentralised GCR: each node's own row of a symmetric-normalised kernel over its neighbours."""
 
@@ -366,6 +386,10 @@ def gcr(query: np.ndarray, gallery: np.ndarray, q_camids=None, g_camids=None, cf
                                                 precision=cfg.precision, block=cfg.block, margin=cfg.margin)
             if cfg.mode == "localk":
                 x = _localk_round(x, idx1, aff1, idx2, aff2, cfg)
+                continue
+            if cfg.mode == "nonsym":
+                graphs = [(idx1, aff1, cfg.beta1, 1 - scale)] + ([(idx2, aff2, cfg.beta2, scale)] if scale > 0 else [])
+                x = normalize(propagate_lists(x, graphs))
                 continue
             if dev.type != "cpu":
                 new = (1 - scale) * propagate_torch(idx1, aff1, cfg.beta1, cfg.mode == "sym", x)
