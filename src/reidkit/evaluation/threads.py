@@ -28,7 +28,8 @@ def one_thread() -> Iterator[None]:
 
 def one_blas_thread():
     """numpy's BLAS (OpenBLAS) on one thread, for workers that each run their own GEMM, where
-    threadpoolctl exists (a scikit-learn dependency, so normally present; results do not depend on it)."""
+    threadpoolctl exists (declared in pyproject; the fallback serves checkouts run without installing,
+    where workers then oversubscribe the cores: slower, same results)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
