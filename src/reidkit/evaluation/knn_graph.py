@@ -341,6 +341,17 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
     return (*out, ci, cv.clamp_(min=0.0) * s2)
 
 
+def pair_dots(x: torch.Tensor, idx: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """(N, k) fp32 dot products x_i . x_idx[i, j], in row chunks small enough for the allocator to reuse
+    (2,048 rows x 15 x 768 was a fresh 94 MB mmap per chunk: 1.06M page faults and 3.3 s at N = 93,820,
+    against 1.4 s with 256)."""
+    out = torch.empty(idx.shape, dtype=x.dtype, device=x.device)
+    for s in range(0, len(x), chunk):
+        nb = x[idx[s:s + chunk]]  # (B, k, d)
+        out[s:s + chunk] = torch.bmm(nb, x[s:s + chunk].unsqueeze(2)).squeeze(2)
+    return out
+
+
 def _knn_rows_fp32(x, sq, rows: np.ndarray, k: int, block: int):
     """fp32 kNN for an arbitrary subset of rows (the certificate's fallback)."""
     idx = np.empty((rows.size, k), dtype=np.int64)

@@ -25,7 +25,8 @@ import torch
 from reidkit.evaluation.distances import normalize
 from reidkit.evaluation.kreciprocal import (jaccard_blocks_torch, jaccard_from_encoding, kreciprocal_encoding,
                                            kreciprocal_encoding_torch)
-from reidkit.evaluation.knn_graph import check_features, exact_fp32, knn_device, knn_graph, resolve_device
+from reidkit.evaluation.knn_graph import (check_features, exact_fp32, knn_device, knn_graph, knn_symmetric, pair_dots,
+                                          resolve_device)
 from reidkit.evaluation.threads import one_blas_thread
 
 
@@ -133,10 +134,31 @@ def _scaled_distance(q: np.ndarray, g: np.ndarray, row_max: np.ndarray, lambda_v
     return out
 
 
-def _topk_similar(a: torch.Tensor, b: torch.Tensor, k: int,
+def _topk_similar(a: torch.Tensor, b: torch.Tensor | None, k: int,
                   block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N_a, k) cosine similarities and indices of the k most similar rows of ``b`` (both normalised)."""
-    block = block or (2048 if a.device.type == "cpu" else 8192)  # (block, N_b) scores: 0.7 GB at MSMT on CPU
+    """(N_a, k) cosine similarities and indices of the k most similar rows of ``b`` (both normalised;
+    ``b=None``: of ``a`` itself, self included).
+
+    On the CPU, ``b=None`` is the symmetric search (:func:`knn_symmetric`: each pair's product once,
+    the self-similar half of the work) and the other case numpy's BLAS into one reused (block, N_b)
+    buffer; the similarities of the chosen pairs are exact fp32 dot products either way."""
+    if a.device.type == "cpu":
+        if b is None:
+            idx = knn_symmetric(a, k)[0]  # nearest in distance = most similar for unit vectors
+            return pair_dots(a, idx), idx
+        block = block or 2048  # (block, N_b) scores: 0.7 GB at MSMT
+        sims, idx = [], []
+        buf = np.empty((min(block, len(a)), len(b)), np.float32)
+        an, bn = a.numpy(), b.numpy()
+        for s in range(0, len(a), block):
+            out = buf[:min(block, len(a) - s)]
+            np.matmul(an[s:s + block], bn.T, out=out)
+            v, i = torch.topk(torch.from_numpy(out), k, dim=1)
+            sims.append(v)
+            idx.append(i)
+        return torch.cat(sims), torch.cat(idx)
+    b = a if b is None else b
+    block = block or 8192
     sims, idx = [], []
     for s in range(0, len(a), block):
         v, i = torch.topk(a[s:s + block] @ b.T, k, dim=1)
@@ -146,15 +168,14 @@ def _topk_similar(a: torch.Tensor, b: torch.Tensor, k: int,
 
 
 def _expand(x: torch.Tensor, base: torch.Tensor, k: int, alpha: float, self_in_base: bool) -> torch.Tensor:
-    """New rows of ``x``: weighted sums over the sample itself and its k nearest rows of ``base``."""
+    """New rows of ``x``: weighted sums over the sample itself and its k nearest rows of ``base``
+    (``self_in_base``: ``x`` is ``base``, and each row is its own top hit, similarity 1, weight 1
+    either way). The sums are one weighted gather per row (``embedding_bag``)."""
     k_eff = min(len(base), k + 1 if self_in_base else k)
-    sims, idx = _topk_similar(x, base, k_eff)
+    sims, idx = _topk_similar(x, None if self_in_base else base, k_eff)
     w = sims.clamp_min(0.0) ** alpha if alpha > 0 else torch.ones_like(sims)
-    if self_in_base:  # the sample is its own top hit (similarity 1); weight 1 either way
-        agg = torch.einsum("nk,nkd->nd", w, base[idx])
-    else:
-        agg = x + torch.einsum("nk,nkd->nd", w, base[idx])
-    return normalize(agg)
+    agg = torch.nn.functional.embedding_bag(idx, base, per_sample_weights=w, mode="sum")
+    return normalize(agg if self_in_base else x + agg)
 
 
 def query_expansion(query: np.ndarray, gallery: np.ndarray, k: int = 5, alpha: float = 3.0, times: int = 1,
