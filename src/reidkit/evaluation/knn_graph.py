@@ -231,7 +231,7 @@ def _offer_tile(d: torch.Tensor, row_lists, col_lists, r0: int, c0: int, groups=
         _merge_candidates(bv, bi, cc, r[keep][order] + r0, val[keep][order], k)
 
 
-def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 4096,
+def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 2048,
                   workers: int | None = None, groups: torch.Tensor | None = None, k_cross: int = 0):
     """:func:`knn_device` computing each pair's distance once: the distance is symmetric, so every
     (B, B) block on or above the diagonal serves the top-k of its rows and (transposed) of its
@@ -412,7 +412,7 @@ def _knn_torch(x_np: np.ndarray, k: int, block: int, want_max: bool, use_bf16: b
     """Returns the graph and the number of rows that needed the fp32 fallback."""
     n = x_np.shape[0]
     if not use_bf16:
-        idx, dist, rmax = knn_symmetric(torch.from_numpy(x_np), k, want_max, max(block, 4096))
+        idx, dist, rmax = knn_symmetric(torch.from_numpy(x_np), k, want_max, max(block, 2048))
         return KnnGraph(idx.numpy(), dist.numpy(), None if rmax is None else rmax.numpy()), 0
     # scale so the largest norm is 1: ranking is unchanged and the bf16 error bound stays small
     scale = float(np.sqrt(np.einsum("nd,nd->n", x_np, x_np).max())) or 1.0

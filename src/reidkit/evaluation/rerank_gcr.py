@@ -58,7 +58,7 @@ class GCRConfig:
     pvg_lambda: float = 10.0
     statistics: str = "intra_camera"  # intra_camera | all
     precision: str = "auto"  # auto | bf16 | fp32 (of the shortlisting product)
-    block: int = 4096  # rows per block (the CPU's symmetric search: a (block, block) distance tile)
+    block: int = 2048  # rows per block (the CPU's symmetric search: a (block, block) distance tile; 2,048 ran 3-20% faster than 4,096 from N = 19,281 to 56,292)
     margin: int = 8
 
 
