@@ -263,8 +263,9 @@ def knn_symmetric(x: torch.Tensor, k: int, want_max: bool = False, block: int = 
         workers = 1
     else:
         # [x_i, |x_i|^2, 1] . [-2 x_j, 1, |x_j|^2] = |x_i - x_j|^2: each tile is one numpy product with
-        # no epilogue pass. OpenBLAS runs this shape at 1.6-1.8x MKL's single-thread speed here
-        # (151 vs 85 GFLOP/s on a 4,096 x 4,096 x 768 tile; 2 workers on 2 cores: 172 vs 154 in all)
+        # no epilogue pass. OpenBLAS beats torch's MKL on these tiles here: 2 workers on 2 cores ran
+        # 4,096 x 4,096 x 768 products at 172 vs 154 GFLOP/s in all, and one worker's whole search at
+        # N = 28,146 took 7.5 s vs 13.4 s (single-thread GEMM figures swing 80-150 GFLOP/s on this VM)
         one = torch.ones(n, 1)
         lhs = torch.cat([xs, sq[:, None], one], 1).numpy()
         rhs = torch.cat([-2.0 * xs, one, sq[:, None]], 1).numpy()
