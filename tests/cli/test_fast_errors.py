@@ -29,6 +29,9 @@ def _refusals(tmp_path: Path) -> list[tuple[list[str], str]]:
     (tmp_path / "manifest.csv").write_text("path,pid,camid,split\na.jpg,1,0,query\n")
     (tmp_path / "imgs").mkdir()
     data = ["--data", str(tmp_path / "imgs")]
+    for name, dim in (("q8", 8), ("g6", 6)):  # features of two different models
+        np.savez(tmp_path / f"{name}.npz", features=np.ones((4, dim), np.float32), pids=np.arange(4),
+                 camids=np.full(4, int(name == "g6")))
     m = str(run / "best.safetensors")
     return [
         (["extract", "--out", str(tmp_path / "x.csv"), "--model", m, *data], "use .safetensors or .npz"),
@@ -43,6 +46,8 @@ def _refusals(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["extract", "--out", str(tmp_path / "f.npz"), "--model", m, "--data", str(tmp_path / "nowhere")],
          "does not exist"),
         (["eval", str(tmp_path / "q.npz"), str(tmp_path / "g.npz")], "query feature file not found"),
+        (["eval", str(tmp_path / "q8.npz"), str(tmp_path / "g6.npz"), "--rerank", "qe"],
+         f"{tmp_path / 'q8.npz'} holds 8-d features but {tmp_path / 'g6.npz'} holds 6-d: extract both sides with the same model"),
         (["index", "build", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "ix"), "--model", m],
          "index its images with --dataset csv"),
         (["datasets", "check", str(tmp_path / "manifest.csv")], "pass --format csv (-f csv)"),

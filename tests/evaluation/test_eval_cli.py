@@ -62,4 +62,4 @@ def test_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and "nope.npz" in res.output and "Traceback" not in res.output
     other = FeatureSet(np.zeros((3, 5), np.float32), [1, 2, 3], [0, 0, 0]).save(tmp_path / "o.npz")
     res = runner.invoke(app, ["eval", str(qp), str(other)])
-    assert res.exit_code == 2 and "dims differ" in res.output
+    assert res.exit_code == 2 and "holds 12-d features but" in res.output and "o.npz holds 5-d" in res.output

@@ -86,13 +86,17 @@ def eval_command(
         if report is not None and report.exists() and not report.is_dir():
             raise FileNotFoundError(f"--report {report}: exists and is not a folder")
         from reidkit.evaluation.featurefile import load_features
-        from reidkit.evaluation.metrics import DEFAULT_FPRS, evaluate
-        from reidkit.evaluation.rerank import apply_rerank
 
         query, gallery = load_features(query_features), load_features(gallery_features)
         advice = _unlabelled_advice(query, gallery, query_features, gallery_features)
         if advice:
             raise ValueError(advice)
+        dq, dg = query.features.shape[1], gallery.features.shape[1]
+        if dq != dg:  # before torch: features of two different models (or a wrong file)
+            raise ValueError(f"{query_features} holds {dq}-d features but {gallery_features} holds {dg}-d: "
+                             "extract both sides with the same model")
+        from reidkit.evaluation.metrics import DEFAULT_FPRS, evaluate
+        from reidkit.evaluation.rerank import apply_rerank
         params = rerank_params(rerank.value, k1, k2, lam, beta1, beta2, scale, rounds, gcr_mode, pvg,
                                pvg_lambda, qe_k, qe_alpha, qe_times)
         from reidkit.evaluation.video import kind_of
