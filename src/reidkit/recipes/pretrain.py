@@ -19,6 +19,29 @@ class PretrainError(ValueError):
     """A pre-training setup that cannot run (empty pool, bad batch size, existing run folder, ...)."""
 
 
+class FromScratchChecks:
+    """The checks every pre-training recipe (DINO's, CoKe's and LOOK's) shares: it trains a backbone
+    from random weights, so ``model.weights`` is refused; ``checkpoint_every`` is >= 0; and before
+    training, ``data.root`` is set and the model builds at its image size (``crops.global_size`` by
+    default). ``ERROR``, ``WHO`` and ``ROOT_HINT`` word each recipe's refusals."""
+
+    ERROR: ClassVar[type[Exception]] = PretrainError
+    WHO: ClassVar[str] = "pre-training"
+    ROOT_HINT: ClassVar[str] = "give the dataset folder"
+
+    def check_from_scratch(self) -> None:
+        if self.model.weights:
+            raise self.ERROR(f"model.weights: {self.WHO} starts from random weights; drop model.weights")
+        if self.checkpoint_every < 0:
+            raise self.ERROR(f"checkpoint_every={self.checkpoint_every} must be >= 0")
+
+    def check(self, world: int) -> None:
+        self.check_recipe()
+        if not self.data.root:
+            raise self.ERROR(f"data.root is empty: {self.ROOT_HINT}")
+        check_model(self.model, tuple(self.model.img_size or self.crops.global_size))
+
+
 @dataclass
 class PretrainData:
     root: str = ""                 # image folder (scanned recursively), or the image root of ``list_file``
@@ -69,8 +92,10 @@ class PretrainSolver:
 
 
 @dataclass
-class PretrainConfig(RunRecipe):
+class PretrainConfig(FromScratchChecks, RunRecipe):
     RENAMED: ClassVar[dict[str, str]] = RENAMED
+    WHO: ClassVar[str] = "DINO pre-training"
+    ROOT_HINT: ClassVar[str] = "give the image folder (or the image root of data.list_file)"
     method: Literal["dino"] = "dino"  # `reidkit pretrain` dispatches on it (coke, look: their own recipes)
     output: str = "runs/pretrain"
     precision: Precision = "fp16"
@@ -90,16 +115,7 @@ class PretrainConfig(RunRecipe):
         self.model.check()
         check_positive(**{"data.batch_size": self.data.batch_size, "solver.epochs": self.solver.epochs,
                           "head.out_dim": self.head.out_dim})
-        if self.model.weights:
-            raise PretrainError("model.weights: DINO pre-training starts from random weights; drop model.weights")
-        if self.checkpoint_every < 0:
-            raise PretrainError(f"checkpoint_every={self.checkpoint_every} must be >= 0")
-
-    def check(self, world: int) -> None:
-        self.check_recipe()
-        if not self.data.root:
-            raise PretrainError("data.root is empty: give the image folder (or the image root of data.list_file)")
-        check_model(self.model, tuple(self.model.img_size or self.crops.global_size))
+        self.check_from_scratch()
 
     def check_paths(self) -> None:
         """The files and folders the recipe names exist (torch-free; the CLI runs it first)."""

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from reidkit.data.multicrop_config import MultiCropConfig
-from reidkit.engine.recipe import (RENAMED, ModelRecipe, Precision, RecipeError, RunRecipe, check_model,
-                                   check_positive)
+from reidkit.engine.recipe import RENAMED, ModelRecipe, Precision, RecipeError, RunRecipe, check_positive
 from reidkit.losses.coke_config import CoKeLossConfig, check_coke_config
 from reidkit.losses.look_config import LOOKLossConfig
+from reidkit.recipes.pretrain import FromScratchChecks
 
 
 @dataclass
@@ -41,10 +41,11 @@ class PretrainOptim:
 
 
 @dataclass
-class ViewsRecipe(RunRecipe):
+class ViewsRecipe(FromScratchChecks, RunRecipe):
     """What the CoKe and LOOK recipes share (each adds ``method``, ``head`` and its loss section)."""
 
     RENAMED: ClassVar[dict[str, str]] = RENAMED
+    ERROR: ClassVar[type[Exception]] = RecipeError
     precision: Precision = "fp16"
     log_every: int = 10
     checkpoint_every: int = 0      # iterations between mid-epoch checkpoints (0: end of epoch only)
@@ -60,16 +61,7 @@ class ViewsRecipe(RunRecipe):
         check_positive(**{"data.batch_size": self.data.batch_size, "solver.epochs": self.solver.epochs})
         if not 1 <= self.data.num_views <= 2:
             raise RecipeError(f"data.num_views={self.data.num_views}: 1 (single view) or 2 (two global crops)")
-        if self.model.weights:
-            raise RecipeError("model.weights: pre-training starts from random weights; drop model.weights")
-        if self.checkpoint_every < 0:
-            raise RecipeError(f"checkpoint_every={self.checkpoint_every} must be >= 0")
-
-    def check(self, world: int) -> None:
-        self.check_recipe()
-        if not self.data.root:
-            raise RecipeError("data.root is empty: give the dataset folder")
-        check_model(self.model, tuple(self.model.img_size or self.crops.global_size))
+        self.check_from_scratch()
 
 
 @dataclass
