@@ -142,26 +142,20 @@ def _topk_similar(a: torch.Tensor, b: torch.Tensor | None, k: int,
     On the CPU, ``b=None`` is the symmetric search (:func:`knn_symmetric`: each pair's product once,
     the self-similar half of the work) and the other case numpy's BLAS into one reused (block, N_b)
     buffer; the similarities of the chosen pairs are exact fp32 dot products either way."""
-    if a.device.type == "cpu":
-        if b is None:
-            idx = knn_symmetric(a, k)[0]  # nearest in distance = most similar for unit vectors
-            return pair_dots(a, idx), idx
-        block = block or 2048  # (block, N_b) scores: 0.7 GB at MSMT
-        sims, idx = [], []
-        buf = np.empty((min(block, len(a)), len(b)), np.float32)
-        an, bn = a.numpy(), b.numpy()
-        for s in range(0, len(a), block):
-            out = buf[:min(block, len(a) - s)]
-            np.matmul(an[s:s + block], bn.T, out=out)
-            v, i = torch.topk(torch.from_numpy(out), k, dim=1)
-            sims.append(v)
-            idx.append(i)
-        return torch.cat(sims), torch.cat(idx)
+    on_cpu = a.device.type == "cpu"
+    if on_cpu and b is None:
+        idx = knn_symmetric(a, k)[0]  # nearest in distance = most similar for unit vectors
+        return pair_dots(a, idx), idx
     b = a if b is None else b
-    block = block or 8192
+    block = block or (2048 if on_cpu else 8192)  # (block, N_b) scores: 0.7 GB at MSMT on CPU
+    buf = np.empty((min(block, len(a)), len(b)), np.float32) if on_cpu else None
     sims, idx = [], []
     for s in range(0, len(a), block):
-        v, i = torch.topk(a[s:s + block] @ b.T, k, dim=1)
+        if on_cpu:
+            scores = torch.from_numpy(np.matmul(a[s:s + block].numpy(), b.numpy().T, out=buf[:min(block, len(a) - s)]))
+        else:
+            scores = a[s:s + block] @ b.T
+        v, i = torch.topk(scores, k, dim=1)
         sims.append(v)
         idx.append(i)
     return torch.cat(sims), torch.cat(idx)
